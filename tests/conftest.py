@@ -1,0 +1,41 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest
+
+from flow.paths import shared_dir
+
+
+@pytest.fixture(scope="session")
+def shared():
+    """../shared (checkpoint, CIFAR-10 subsets); tests that need it skip with the reason."""
+    d = shared_dir()
+    if d is None:
+        pytest.skip("../shared is absent (set ADDERFLOW_SHARED to its path): checkpoint and CIFAR-10 subsets unavailable")
+    return d
+
+
+@pytest.fixture(scope="session")
+def resnet20_ckpt(shared):
+    p = shared / "models" / "ResNet20-AdderNet.pth"
+    if not p.exists():
+        pytest.skip(f"{p} is absent")
+    return p
+
+
+@pytest.fixture(scope="session")
+def cifar_test1k(shared):
+    p = shared / "data" / "cifar10_test1k.npz"
+    if not p.exists():
+        pytest.skip(f"{p} is absent")
+    return p
+
+
+@pytest.fixture(scope="session")
+def cifar_train2k(shared):
+    p = shared / "data" / "cifar10_train2k.npz"
+    if not p.exists():
+        pytest.skip(f"{p} is absent")
+    return p
