@@ -140,6 +140,10 @@ class QNet:
                     raise QNetError(f"op {o.name}: input '{t}' is not produced before it")
             if o.output not in self.tensors:
                 raise QNetError(f"op {o.name}: output '{o.output}' has no spec")
+            want = op_output_shape(self, o)
+            if tuple(self.tensors[o.output].shape) != want:
+                raise QNetError(f"op {o.name}: output '{o.output}' has shape {tuple(self.tensors[o.output].shape)}, "
+                                f"the op produces {want}")
             lo, hi = op_output_bounds(self, o, bounds)
             spec = self.tensors[o.output]
             if o.kind == "requant":  # saturates by definition
@@ -191,6 +195,34 @@ def bits_for(lo: int, hi: int) -> tuple[int, bool]:
     if lo >= 0:
         return max(1, int(hi).bit_length()), False
     return max(int(hi).bit_length(), int(-lo - 1).bit_length()) + 1, True
+
+
+def op_output_shape(net: QNet, o: Op) -> tuple:
+    """The shape (without batch) an op produces from its inputs' declared shapes."""
+    ins = [tuple(net.tensors[t].shape) for t in o.inputs]
+    if o.kind in ("conv2d", "adder2d"):
+        kh, kw, cin, cout = o.arrays["weight"].shape
+        h, w, c = ins[0]
+        if c != cin:
+            raise QNetError(f"op {o.name}: input '{o.inputs[0]}' has {c} channels, the weights expect {cin}")
+        t, b, l, r = o.attrs["pads"]
+        s = int(o.attrs["stride"])
+        return ((h + t + b - kh) // s + 1, (w + l + r - kw) // s + 1, cout)
+    if o.kind == "requant":
+        if any(i != ins[0] for i in ins):
+            raise QNetError(f"op {o.name}: inputs {o.inputs} have different shapes {ins}")
+        if o.arrays["mult"].shape != (len(ins), ins[0][-1]) or o.arrays["bias"].shape != (ins[0][-1],):
+            raise QNetError(f"op {o.name}: mult/bias shapes {o.arrays['mult'].shape}/{o.arrays['bias'].shape} "
+                            f"do not match {len(ins)} inputs of {ins[0][-1]} channels")
+        return ins[0]
+    if o.kind == "global_sum_pool":
+        return (ins[0][-1],)
+    if o.kind == "dense":
+        cin, cout = o.arrays["weight"].shape
+        if ins[0] != (cin,):
+            raise QNetError(f"op {o.name}: input shape {ins[0]} does not match weights ({cin}, {cout})")
+        return (cout,)
+    raise QNetError(f"op {o.name}: unknown kind '{o.kind}'")
 
 
 def _range_dot(lo: int, hi: int, w: np.ndarray, axis) -> tuple[int, int]:

@@ -1,0 +1,98 @@
+"""`adderflow eval`: accuracy of a float Keras/PyTorch model or of a quantized integer network (qnet.json)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from flow.errors import AdderFlowError
+
+
+def add_arguments(parser):
+    parser.add_argument("--model", required=True,
+                        help="model name (resnet20, resnet20_cnn, adder_small) with --weights, "
+                             "or a folder holding qnet.json (integer golden model)")
+    parser.add_argument("--weights", help="weights: PyTorch .pth (no torch needed) or Keras .keras/.h5")
+    parser.add_argument("--data", help="a .npz (x uint8 NHWC, y), a cifar-10-batches-py folder, or 'digits' "
+                                       "(default: ../shared/data/cifar10_test1k.npz; digits for adder_small)")
+    parser.add_argument("--split", choices=("train", "test"), default="test",
+                        help="split of a CIFAR folder or of digits (default test)")
+    parser.add_argument("--limit", type=int, help="evaluate the first N samples only")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--json", metavar="OUT.json", help="write the result as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _default_data(model: str) -> str:
+    from flow.paths import shared_dir
+
+    if model == "adder_small":
+        return "digits"
+    d = shared_dir()
+    if d is not None and (d / "data" / "cifar10_test1k.npz").exists():
+        return str(d / "data" / "cifar10_test1k.npz")
+    raise AdderFlowError("no --data given and ../shared/data/cifar10_test1k.npz is absent")
+
+
+def run(args) -> int:
+    from flow.data import dataset_kind, load_dataset
+
+    qnet_dir = Path(args.model)
+    is_qnet = qnet_dir.is_dir()
+    if is_qnet and not (qnet_dir / "qnet.json").exists():
+        raise AdderFlowError(f"{qnet_dir}: folder has no qnet.json (write one with `adderflow quantize`)")
+    data = args.data or _default_data(args.model)
+    x, y = load_dataset(data, split=args.split, limit=args.limit)
+    progress = not args.no_progress
+    t0 = time.perf_counter()
+    if is_qnet:
+        from flow import golden, qnet
+
+        net = qnet.load(qnet_dir)
+        logits = np.asarray(golden.predict(net, x, batch_size=args.batch_size, progress=progress))
+        kind, model_label, weights = "integer (golden model)", str(qnet_dir), str(qnet_dir / "qnet.json")
+    else:
+        if not args.weights:
+            raise AdderFlowError("--weights is required with a model name (a .pth or .keras file)")
+        from flow.data import preprocess
+        from flow.importer import load_weights_any
+        from flow.models import MODELS, predict_logits
+
+        if args.model not in MODELS:
+            raise AdderFlowError(f"unknown model '{args.model}' (choose from {', '.join(MODELS)}, or a folder with qnet.json)")
+        model = load_weights_any(args.model, args.weights)
+        logits = predict_logits(model, preprocess(x, dataset_kind(x)), args.batch_size, progress)
+        kind, model_label, weights = "float (Keras)", args.model, str(args.weights)
+    seconds = time.perf_counter() - t0
+    if logits.shape[0] != len(y):
+        raise AdderFlowError(f"model returned {logits.shape[0]} predictions for {len(y)} images")
+    pred = logits.argmax(axis=1)
+    correct = int((pred == y).sum())
+    result = {
+        "accuracy": correct / len(y),
+        "n": int(len(y)),
+        "correct": correct,
+        "model": model_label,
+        "kind": kind,
+        "weights": weights,
+        "data": str(data),
+        "split": args.split if (data == "digits" or Path(data).is_dir()) else None,
+        "seconds": round(seconds, 3),
+        "images_per_second": round(len(y) / seconds, 2) if seconds > 0 else None,
+    }
+    rows = [("model", model_label), ("kind", kind), ("weights", weights), ("data", f"{data} ({len(y)} images)"),
+            ("accuracy", f"{100 * result['accuracy']:.2f}% ({correct}/{len(y)})"),
+            ("time", f"{seconds:.1f} s ({result['images_per_second']} img/s)")]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    if args.json:
+        out = Path(args.json)
+        replaced = out.exists()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"{'replaced' if replaced else 'wrote'} {out}")
+    return 0
