@@ -1,0 +1,173 @@
+"""`make hls MODEL=...`: the one command from a fresh clone to a C-simulated HLS project.
+
+It resolves the inputs a new user does not have at hand yet — the official checkpoint (cache, then
+download) and CIFAR-10 (a given folder, ../shared/data, the cache, then download) — and runs
+`adderflow hls`. Offline without them it still builds, with seeded weights or synthetic images, and
+says loudly that accuracy figures are then meaningless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+import tarfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from flow.errors import AdderFlowError
+from flow.paths import cache_dir, shared_dir
+
+CHECKPOINTS = {
+    "resnet20": {
+        "file": "ResNet20-AdderNet.pth",
+        "url": "https://github.com/huawei-noah/AdderNet/raw/d94dc43/models/ResNet20-AdderNet.pth",
+        "sha256": "fe3ad7c15573d34cddd9b3ec2eed12d9c2c818e59cd7d0797a954d6f76ea375b",
+    },
+}
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+DOWNLOAD_TIMEOUT_S = 30
+
+
+def add_arguments(p):
+    p.add_argument("--model", default="resnet20")
+    p.add_argument("--bits", type=int, default=4)
+    p.add_argument("--board", default="pynq-z2")
+    p.add_argument("--weights", help="checkpoint (.pth/.keras); default: cached official checkpoint")
+    p.add_argument("--data-dir", help="folder with *train*.npz + *test*.npz, or CIFAR-10 python batches")
+    p.add_argument("--csim", type=int, default=100, help="C-simulate this many test images")
+    p.add_argument("--reuse", type=int)
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+
+
+def say(msg: str) -> None:
+    print(f"[make hls] {msg}", flush=True)
+
+
+def loud(msg: str) -> None:
+    bar = "!" * 78
+    print(f"\n{bar}\n!! {msg}\n{bar}\n", file=sys.stderr, flush=True)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _download(url: str, dest: Path) -> bool:
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    try:
+        say(f"downloading {url}")
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r, open(tmp, "wb") as f:
+            shutil.copyfileobj(r, f)
+        tmp.replace(dest)
+        return True
+    except OSError as exc:
+        say(f"download failed ({type(exc).__name__}: {exc}); working offline")
+        tmp.unlink(missing_ok=True)
+        return False
+
+
+def resolve_weights(model: str, weights: str | None) -> Path | None:
+    """A checkpoint path, or None when only seeded weights are possible."""
+    if weights:
+        p = Path(weights)
+        if not p.is_file():
+            raise AdderFlowError(f"weights file not found: {p}")
+        return p
+    ck = CHECKPOINTS.get(model)
+    if ck is None:
+        return None
+    cached = cache_dir() / ck["file"]
+    if cached.is_file() and _sha256(cached) == ck["sha256"]:
+        return cached
+    sd = shared_dir()
+    if sd is not None and (sd / "models" / ck["file"]).is_file():
+        return sd / "models" / ck["file"]
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    if _download(ck["url"], cached):
+        if _sha256(cached) == ck["sha256"]:
+            return cached
+        cached.unlink()
+        say(f"downloaded checkpoint does not match sha256 {ck['sha256'][:12]}...; discarded")
+    return None
+
+
+def resolve_data(data_dir: str | None) -> Path | None:
+    """A folder that flow.data.find_split_files understands, or None when none can be had."""
+    if data_dir:
+        return Path(data_dir)
+    sd = shared_dir()
+    if sd is not None and sorted((sd / "data").glob("*test*.npz")):
+        return sd / "data"
+    cifar = cache_dir() / "cifar-10-batches-py"
+    if (cifar / "test_batch").is_file():
+        return cifar
+    tgz = cache_dir() / "cifar-10-python.tar.gz"
+    tgz.parent.mkdir(parents=True, exist_ok=True)
+    if tgz.is_file() or _download(CIFAR10_URL, tgz):
+        with tarfile.open(tgz) as tf:
+            tf.extractall(cache_dir(), filter="data")
+        return cifar
+    return None
+
+
+def _seeded_weights(model: str, out: Path) -> Path:
+    from flow.models import build_model
+
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    m = build_model(model)
+    path = out.parent / f".{out.name}_seeded_{model}.keras"
+    m.save(path)
+    return path
+
+
+def _synthetic_data(out: Path, shape=(32, 32, 3)) -> Path:
+    d = out.parent / f".{out.name}_synthetic_data"
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name, n in (("synthetic_train.npz", 512), ("synthetic_test.npz", 200)):
+        np.savez(d / name, x=rng.integers(0, 256, (n, *shape), dtype=np.uint8), y=rng.integers(0, 10, n))
+    return d
+
+
+def run(args) -> int:
+    from flow.cli import main as cli_main
+    from flow.data import find_split_files
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise AdderFlowError(f"{out} exists; pass FORCE=1 (--force) to rebuild it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    weights = resolve_weights(args.model, args.weights)
+    if weights is None:
+        loud(f"no checkpoint for '{args.model}' (offline and uncached): building with SEEDED RANDOM weights. "
+             "The hardware/golden comparison is still exact, but ACCURACY FIGURES ARE MEANINGLESS.")
+        weights = _seeded_weights(args.model, out)
+    say(f"weights: {weights}")
+
+    data = resolve_data(args.data_dir)
+    if data is None:
+        loud("no CIFAR-10 data (offline and uncached): calibrating and simulating on SYNTHETIC RANDOM images. "
+             "ACCURACY FIGURES ARE MEANINGLESS.")
+        data = _synthetic_data(out)
+    calib, test = find_split_files(data)
+    say(f"calibration data: {calib}   test data: {test}")
+
+    argv = ["hls", "--model", args.model, "--weights", str(weights), "--calib", str(calib), "--data", str(test),
+            "--bits", str(args.bits), "--board", args.board, "--csim", str(args.csim), "--out", str(out)]
+    if args.reuse:
+        argv += ["--reuse", str(args.reuse)]
+    if args.force:
+        argv.append("--force")
+    say("adderflow " + " ".join(argv))
+    return cli_main(argv)
