@@ -41,20 +41,23 @@ def normalize_padding(padding, kernel_size, strides=(1, 1)):
         if p not in ("same", "valid"):
             raise AdderFlowError(f"padding must be 'same', 'valid' or explicit integers, got '{padding}'")
         return p
-    if isinstance(padding, int):
-        return ((padding, padding), (padding, padding))
+    bad = AdderFlowError(f"padding must be 'same', 'valid', an int, (ph, pw) or ((t, b), (l, r)) >= 0, got {padding!r}")
     try:
-        items = list(padding)
-    except TypeError:
-        raise AdderFlowError(f"padding must be 'same', 'valid' or explicit integers, got {padding!r}") from None
-    if len(items) == 2 and all(isinstance(v, int) for v in items):
-        return ((items[0], items[0]), (items[1], items[1]))
-    if len(items) == 2 and all(len(list(v)) == 2 for v in items):
-        (t, b), (l, r) = (tuple(int(u) for u in v) for v in items)
-        if min(t, b, l, r) < 0:
-            raise AdderFlowError(f"padding must be non-negative, got {padding!r}")
-        return ((t, b), (l, r))
-    raise AdderFlowError(f"padding must be 'same', 'valid', an int, (ph, pw) or ((t, b), (l, r)), got {padding!r}")
+        if isinstance(padding, int):
+            pads = ((padding, padding), (padding, padding))
+        else:
+            items = list(padding)
+            if len(items) == 2 and all(isinstance(v, int) for v in items):
+                pads = ((items[0], items[0]), (items[1], items[1]))
+            elif len(items) == 2 and all(len(list(v)) == 2 for v in items):
+                pads = tuple(tuple(int(u) for u in v) for v in items)
+            else:
+                raise bad
+    except (TypeError, ValueError):
+        raise bad from None
+    if min(min(p) for p in pads) < 0:
+        raise bad
+    return pads
 
 
 def explicit_padding(padding, input_hw, kernel_size, strides):
@@ -279,9 +282,10 @@ class AdderConv2D(tf.keras.layers.Layer):
 
 
 def _pair(value, what):
-    if isinstance(value, int):
-        return (value, value)
-    items = tuple(int(v) for v in value)
+    try:
+        items = (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise AdderFlowError(f"{what} must be a positive int or a pair, got {value!r}") from None
     if len(items) != 2 or min(items) <= 0:
         raise AdderFlowError(f"{what} must be a positive int or a pair, got {value!r}")
     return items

@@ -1,0 +1,159 @@
+"""A tiny stock-hls4ml build with the same layout as `adderflow hls --out BUILD`, for tests and demos.
+
+BUILD/qnet/      the integer network (flow.qnet) the HLS project implements exactly
+BUILD/hls_prj/   a stock hls4ml io_stream Vitis project (Conv2D -> ReLU -> Conv2D -> ReLU -> Flatten -> Dense)
+BUILD/report.json
+
+Why it exists: the board side (AXI wrapper, emulation, driver, notebook, packaging) must be testable
+without the AdderNet backend and in seconds. All hls4ml types are integer (`ap_fixed<W,W>`) and all
+weights are small integers, so the hls4ml C simulation equals `flow.golden` on the QNet bit for bit:
+conv2d -> requant(mult 1, shift 0, lo 0 == ReLU) -> conv2d -> requant -> global_sum_pool (1x1 ==
+Flatten) -> dense. The classifier is fitted by least squares on CIFAR-10 features when
+../shared is present (a few seconds), else seeded; either way its accuracy is not a result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from flow.qnet import Op, QNet, TensorSpec, bits_for
+
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+INPUT_SHAPE = (32, 32, 3)
+C1, K1 = 4, 8          # conv1: 8x8 stride 8 -> 4x4x4
+C2, K2 = 8, 4          # conv2: 4x4 valid -> 1x1x8
+N_CLASSES = 10
+INPUT_SCALE = 2.75 / 127
+_BUILDS: dict = {}     # process-wide memo: tests in several files share one build
+
+
+def make_qnet(seed: int = 0, train: tuple | None = None) -> QNet:
+    rng = np.random.default_rng(seed)
+    w1 = rng.integers(-2, 3, size=(K1, K1, 3, C1)).astype(np.int64)
+    w2 = rng.integers(-2, 3, size=(K2, K2, C1, C2)).astype(np.int64)
+    wd = rng.integers(-8, 8, size=(C2, N_CLASSES)).astype(np.int64)
+    t = {}
+
+    def spec(name, shape, lo, hi, kind, scale=1.0):
+        bits, signed = bits_for(lo, hi)
+        t[name] = TensorSpec(name, tuple(shape), bits, signed, scale, kind)
+
+    t["input"] = TensorSpec("input", INPUT_SHAPE, 8, True, INPUT_SCALE, "act")
+    b1 = int(np.abs(w1).reshape(-1, C1).sum(0).max()) * 128
+    spec("c1", (4, 4, C1), -b1, b1, "acc")
+    t["a1"] = TensorSpec("a1", (4, 4, C1), 16, False, 1.0, "act")
+    b2 = int(np.abs(w2).reshape(-1, C2).sum(0).max()) * 65535
+    spec("c2", (1, 1, C2), -b2, b2, "acc")
+    t["a2"] = TensorSpec("a2", (1, 1, C2), bits_for(0, b2)[0], False, 1.0, "act")
+    spec("pool", (C2,), 0, b2, "acc")
+    net = None
+    ops = [
+        Op("conv2d", "conv1", ["input"], "c1", {"stride": K1, "pads": [0, 0, 0, 0]}, {"weight": w1}),
+        Op("requant", "relu1", ["c1"], "a1", {"shift": 0},
+           {"mult": np.ones((1, C1), np.int64), "bias": np.zeros(C1, np.int64)}),
+        Op("conv2d", "conv2", ["a1"], "c2", {"stride": 1, "pads": [0, 0, 0, 0]}, {"weight": w2}),
+        Op("requant", "relu2", ["c2"], "a2", {"shift": 0},
+           {"mult": np.ones((1, C2), np.int64), "bias": np.zeros(C2, np.int64)}),
+        Op("global_sum_pool", "flatten", ["a2"], "pool"),
+        Op("dense", "classifier", ["pool"], "logits", {}, {"weight": wd}),
+    ]
+    t["logits"] = TensorSpec("logits", (N_CLASSES,), 32, True, 1.0, "acc")
+    net = QNet(tensors=t, ops=ops, input_quant={"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD),
+                                                "scale": INPUT_SCALE},
+               meta={"model": "stock_tiny", "bits": 8, "source": "flow.board.stock (seeded test network)"})
+    if train is not None:
+        _fit_classifier(net, *train)
+    _set_logit_width(net)
+    return net.validate()
+
+
+def _fit_classifier(net: QNet, x_uint8: np.ndarray, y: np.ndarray) -> None:
+    """Least-squares classifier on the integer features, rounded to int8: enough to beat chance."""
+    from flow import golden
+    feats = golden.run(net, net.quantize_input(x_uint8), keep_all=True)["pool"].astype(np.float64)
+    feats /= max(1.0, feats.std())
+    target = np.eye(N_CLASSES)[np.asarray(y).astype(int).ravel()] * 2 - 1
+    a = np.hstack([feats, np.ones((len(feats), 1))])
+    coef = np.linalg.lstsq(a, target, rcond=None)[0][:-1]
+    net.op("classifier").arrays["weight"] = np.round(coef / np.abs(coef).max() * 127).astype(np.int64)
+
+
+def _set_logit_width(net: QNet) -> None:
+    lo, hi = 0, 0
+    from flow.qnet import op_output_bounds
+    bounds = {net.input: (net.tensors[net.input].lo, net.tensors[net.input].hi)}
+    for o in net.ops:
+        bounds[o.output] = op_output_bounds(net, o, bounds)
+        if o.kind == "requant":
+            s = net.tensors[o.output]
+            bounds[o.output] = (max(bounds[o.output][0], s.lo), min(bounds[o.output][1], s.hi))
+    lo, hi = bounds["logits"]
+    bits, _ = bits_for(min(lo, -1), hi)
+    net.tensors["logits"] = TensorSpec("logits", (N_CLASSES,), bits, True, 1.0 / 4096, "acc")
+
+
+def keras_twin(net: QNet):
+    """The Keras model computing the QNet in floating point (exact: all values are small integers)."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    inp = L.Input(INPUT_SHAPE, name="images")
+    x = L.Conv2D(C1, K1, strides=K1, padding="valid", use_bias=False, name="conv1")(inp)
+    x = L.Activation("relu", name="relu1")(x)
+    x = L.Conv2D(C2, K2, padding="valid", use_bias=False, name="conv2")(x)
+    x = L.Activation("relu", name="relu2")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(N_CLASSES, use_bias=False, name="classifier")(x)
+    model = tf.keras.Model(inp, x, name="stock_tiny")
+    for name in ("conv1", "conv2", "classifier"):
+        model.get_layer(name).set_weights([net.op(name).arrays["weight"].astype(np.float32)])
+    return model
+
+
+def _hls_config(model, net: QNet) -> dict:
+    import hls4ml
+    cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vitis")
+    wide = f"ap_fixed<{max(t.bits for t in net.tensors.values()) + 1},{max(t.bits for t in net.tensors.values()) + 1}>"
+    cfg["Model"]["Precision"] = wide
+    cfg["Model"]["ReuseFactor"] = 1
+    for name, layer in cfg["LayerName"].items():
+        layer["Trace"] = False
+        layer["Precision"] = {"weight": "ap_fixed<8,8>", "bias": "ap_fixed<8,8>", "result": wide, "accum": wide} \
+            if name in ("conv1", "conv2", "classifier") else {"result": wide}
+    cfg["LayerName"]["images"]["Precision"] = {"result": "ap_fixed<8,8>"}
+    return cfg
+
+
+def write_stock_build(out: Path, board: str = "pynq-z2", train: tuple | None = None, seed: int = 0) -> Path:
+    """Write BUILD/{qnet,hls_prj,report.json}; returns `out`. Needs TensorFlow and hls4ml."""
+    import hls4ml
+    from flow.boards import get_board
+    out = Path(out)
+    b = get_board(board)
+    net = make_qnet(seed, train)
+    net.save(out / "qnet")
+    model = keras_twin(net)
+    hls_model = hls4ml.converters.convert_from_keras_model(
+        model, hls_config=_hls_config(model, net), output_dir=str(out / "hls_prj"), backend="Vitis",
+        io_type="io_stream", part=b.part, clock_period=1000.0 / b.clock_mhz)
+    hls_model.write()
+    try:
+        from flow.board.axi_top import write_axi_top
+        write_axi_top(out / "hls_prj", net)
+    except ImportError:
+        pass
+    report = {"model": "stock_tiny", "bits": 8, "board": b.name, "part": b.part, "clock_mhz": b.clock_mhz,
+              "source": "stock hls4ml (flow.board.stock test network)", "csim": {},
+              "latency": {}, "resources": {}}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return out
+
+
+def stock_build(root: Path, board: str = "pynq-z2", train: tuple | None = None) -> Path:
+    """Memoised `write_stock_build` under `root` (one per process and board)."""
+    key = (str(root), board, train is not None)
+    if key not in _BUILDS:
+        _BUILDS[key] = write_stock_build(Path(root) / f"stock_{board}", board, train)
+    return _BUILDS[key]

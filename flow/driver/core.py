@@ -1,0 +1,233 @@
+"""The driver logic shared by the board overlay and its emulation.
+
+A subclass supplies the hardware objects (`dma` with sendchannel/recvchannel, `accel` with
+read/write of its AXI4-Lite registers, `allocate` for DMA buffers) and calls `_engine_init`;
+everything a user calls (predict, classify, execute, throughput_test) lives here, so the emulation
+tests exercise the code that runs on the board.
+
+Preprocessing is the software model's: `QNet.quantize_input` (uint8 -> int8, float64 math) before
+packing, `QNet.dequantize_output` after unpacking; the PL sees only packed integers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from flow.driver.errors import DmaError, DmaTimeoutError, InputError
+from flow.driver.packing import input_layout, output_layout, pack, unpack
+
+REG_CTRL = 0x00          # Vitis HLS ap_ctrl: bit 0 ap_start, 1 ap_done, 2 ap_idle
+CTRL_AP_START = 0x1
+DEFAULT_REGISTERS = {"ap_ctrl": REG_CTRL, "n_images": 0x10}
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class InferenceEngine:
+    is_emulation = False
+    description = "board"
+
+    def _engine_init(self, qnet, dma, accel, allocate, registers=None, word_bits=64, batch_size=64,
+                     timeout_s=DEFAULT_TIMEOUT_S):
+        if int(batch_size) < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.qnet = qnet
+        self.dma, self.accel, self._allocate = dma, accel, allocate
+        self.registers = dict(registers or DEFAULT_REGISTERS)
+        self.input_layout = input_layout(qnet, word_bits)
+        self.output_layout = output_layout(qnet, word_bits)
+        self.input_shape = tuple(qnet.tensors[qnet.input].shape)
+        self.n_classes = int(np.prod(qnet.output_spec.shape))
+        self.batch_size = int(batch_size)
+        self.timeout_s = float(timeout_s)
+        self._in_buf = self._out_buf = None
+        self._buf_images = 0
+        self.last_timing = {}
+
+    # ---- public API ----------------------------------------------------------------------------
+    def predict(self, images_uint8, batch_size: int | None = None) -> np.ndarray:
+        """uint8 images (N, H, W, C) or one (H, W, C) -> float logits (N, classes)."""
+        return self.qnet.dequantize_output(self.predict_int(images_uint8, batch_size))
+
+    def predict_int(self, images_uint8, batch_size: int | None = None) -> np.ndarray:
+        """Integer logits exactly as the accelerator computes them (int64, (N, classes))."""
+        images = self.check_images(images_uint8)
+        return self._run(images, batch_size, quantize=True)
+
+    def classify(self, images_uint8, batch_size: int | None = None) -> np.ndarray:
+        """Predicted class index per image."""
+        return np.argmax(self.predict_int(images_uint8, batch_size), axis=1)
+
+    def execute(self, x_int, batch_size: int | None = None) -> np.ndarray:
+        """Already-quantised network input (N, H, W, C) integers -> integer logits (the raw accelerator call)."""
+        x = np.asarray(x_int)
+        if not np.issubdtype(x.dtype, np.integer):
+            raise InputError(f"execute() takes the quantised integer input, got {x.dtype} (use predict() for images)")
+        x = self._check_shape(x, what="quantised input")
+        return self._run(x, batch_size, quantize=False)
+
+    def throughput_test(self, n_images: int | None = None, batch_size: int | None = None, repeats: int = 3,
+                        images=None, seed: int = 0) -> dict:
+        """Time batches of `batch_size` images `repeats` times (after one warm-up batch).
+
+        `throughput_images_per_s`/`latency_ms_per_image` count the DMA + accelerator time of a batch
+        (as FINN's throughput_test does); `end_to_end_images_per_s` adds quantisation and packing."""
+        batch = int(batch_size or n_images or self.batch_size)
+        if images is None:
+            images = np.random.default_rng(seed).integers(0, 256, (batch,) + self.input_shape, dtype=np.uint8)
+        images = self.check_images(images)[:batch]
+        batch = len(images)
+        self.predict_int(images, batch)                       # warm-up: buffers allocated, caches hot
+
+        def timed():
+            acc, total = [], []
+            for _ in range(max(1, int(repeats))):
+                t0 = time.perf_counter()
+                self.predict_int(images, batch)
+                total.append(time.perf_counter() - t0)
+                acc.append(self.last_timing["accelerator_s"])
+            return acc, total
+
+        (acc, total), power_w = self._measure_power(timed)
+        runtime = float(np.median(acc))
+        res = {"backend": self.description, "batch_size": batch, "repeats": int(repeats),
+               "runtime_s": runtime, "throughput_images_per_s": batch / runtime,
+               "latency_ms_per_image": 1e3 * runtime / batch,
+               "end_to_end_images_per_s": batch / float(np.median(total)),
+               "pack_ms": 1e3 * self.last_timing["pack_s"], "unpack_ms": 1e3 * self.last_timing["unpack_s"]}
+        if power_w is not None:
+            res["power_w"] = power_w
+            res["energy_mj_per_image"] = 1e3 * power_w * runtime / batch
+        return res
+
+    def free_buffers(self) -> None:
+        """Release the DMA buffers (they are reused across calls until then)."""
+        for buf in (self._in_buf, self._out_buf):
+            if buf is not None and hasattr(buf, "freebuffer"):
+                buf.freebuffer()
+        self._in_buf = self._out_buf = None
+        self._buf_images = 0
+
+    def close(self) -> None:
+        self.free_buffers()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- input checks --------------------------------------------------------------------------
+    def check_images(self, images) -> np.ndarray:
+        """uint8 (N, H, W, C) or (H, W, C) -> (N, H, W, C) uint8, or a one-line InputError."""
+        try:
+            x = np.asarray(images)
+        except Exception as exc:  # ragged lists and the like
+            raise InputError(f"images cannot be read as an array: {exc}") from None
+        if np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.complexfloating):
+            nan = np.isnan(x)
+            if nan.any():
+                raise InputError(f"images contain NaN ({int(nan.sum())} values, first at index "
+                                 f"{tuple(int(i) for i in np.argwhere(nan)[0])}); the driver takes uint8 pixels 0..255")
+            raise InputError(f"images must be uint8 pixels 0..255, got {x.dtype}: pass the raw images, the driver "
+                             "applies the network's normalisation and quantisation itself")
+        if x.dtype != np.uint8:
+            raise InputError(f"images must be uint8 pixels 0..255, got {x.dtype} "
+                             "(np.clip(x, 0, 255).astype(np.uint8) if the values are pixels)")
+        return self._check_shape(x, what="images")
+
+    def _check_shape(self, x: np.ndarray, what: str) -> np.ndarray:
+        shape = self.input_shape
+        if x.shape == shape:
+            x = x[None]
+        if x.ndim != len(shape) + 1 or x.shape[1:] != shape:
+            hint = ""
+            if x.ndim == len(shape) + 1 and sorted(x.shape[1:]) == sorted(shape):
+                hint = " (channels-first? the network takes NHWC: transpose with x.transpose(0, 2, 3, 1))"
+            raise InputError(f"{what} must have shape (N, {', '.join(map(str, shape))}) or "
+                             f"({', '.join(map(str, shape))}), got {x.shape}{hint}")
+        if len(x) == 0:
+            raise InputError(f"empty batch: {what} has shape {x.shape}, nothing to run")
+        return x
+
+    # ---- the accelerator call ------------------------------------------------------------------
+    def _run(self, x: np.ndarray, batch_size: int | None, quantize: bool) -> np.ndarray:
+        batch = int(batch_size or self.batch_size)
+        if batch < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch}")
+        outs = []
+        for i in range(0, len(x), batch):
+            chunk = x[i:i + batch]
+            t0 = time.perf_counter()
+            q = self.qnet.quantize_input(chunk) if quantize else chunk
+            packed = pack(q, self.input_layout)
+            t1 = time.perf_counter()
+            raw = self._transfer(packed, len(chunk), batch)
+            t2 = time.perf_counter()
+            outs.append(unpack(raw, self.output_layout, len(chunk)))
+            self.last_timing = {"pack_s": t1 - t0, "accelerator_s": t2 - t1, "unpack_s": time.perf_counter() - t2}
+        return np.concatenate(outs)
+
+    def _ensure_buffers(self, n_images: int) -> None:
+        """Buffers sized for `n_images` are allocated once and reused; a larger batch re-allocates."""
+        if self._in_buf is not None and self._buf_images >= n_images:
+            return
+        self.free_buffers()
+        self._in_buf = self._allocate(shape=(n_images * self.input_layout.bytes_per_image,), dtype=np.uint8)
+        self._out_buf = self._allocate(shape=(n_images * self.output_layout.bytes_per_image,), dtype=np.uint8)
+        self._buf_images = n_images
+
+    def _transfer(self, packed: np.ndarray, n: int, capacity: int) -> np.ndarray:
+        self._ensure_buffers(max(capacity, n))
+        nin, nout = n * self.input_layout.bytes_per_image, n * self.output_layout.bytes_per_image
+        self._in_buf[:nin] = packed.reshape(-1)
+        self._in_buf.flush()
+        send, recv = self.dma.sendchannel, self.dma.recvchannel
+        try:
+            self.accel.write(self.registers["n_images"], n)
+            recv.transfer(self._out_buf, 0, nout)
+            send.transfer(self._in_buf, 0, nin)
+            self.accel.write(self.registers["ap_ctrl"], CTRL_AP_START)
+            deadline = time.monotonic() + self.timeout_s
+            self._wait(send, "MM2S (input)", deadline, n)
+            self._wait(recv, "S2MM (output)", deadline, n)
+        except (DmaTimeoutError, DmaError):
+            self._recover()
+            raise
+        self._out_buf.invalidate()
+        return np.array(self._out_buf[:nout], copy=True)
+
+    def _wait(self, channel, what: str, deadline: float, n: int) -> None:
+        while not channel.idle:
+            self._check_error(channel, what)
+            if time.monotonic() > deadline:
+                raise DmaTimeoutError(
+                    f"DMA {what} did not finish within {self.timeout_s:g} s for {n} images: the accelerator "
+                    "stalled or the bitstream does not match this network (DMA reset, buffers freed)")
+            time.sleep(0.0005)
+        self._check_error(channel, what)
+
+    @staticmethod
+    def _check_error(channel, what: str) -> None:
+        err = getattr(channel, "error", 0)
+        err = err() if callable(err) else err
+        if err:
+            raise DmaError(f"DMA {what} reported error status {int(err):#x} (wrong transfer length or missing "
+                           "TLAST: the bitstream does not match this network's word layout)")
+
+    def _recover(self) -> None:
+        """After a failed transfer: stop/reset both DMA channels and drop the buffers they pointed at."""
+        for ch in (self.dma.sendchannel, self.dma.recvchannel):
+            for step in ("stop", "start"):
+                fn = getattr(ch, step, None)
+                if fn is not None:
+                    try:
+                        fn()
+                    except Exception:  # best effort: the channel is already in a failed state
+                        pass
+        self.free_buffers()
+
+    def _measure_power(self, fn):
+        """(fn(), mean power in W or None); the board overlay overrides this where PMBus exists."""
+        return fn(), None

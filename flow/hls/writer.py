@@ -1,0 +1,32 @@
+"""Vitis writer that also copies AdderFlow's C++ layer library into the project's firmware/nnet_utils."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from hls4ml.writer.vitis_writer import VitisWriter
+
+
+def templates_dir() -> Path:
+    """hls_templates/: ADDERFLOW_HLS_TEMPLATES, else the repository checkout next to the package."""
+    env = os.environ.get("ADDERFLOW_HLS_TEMPLATES")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "hls_templates")
+    for c in candidates:
+        if (c / "nnet_adder_stream.h").is_file():
+            return c
+    raise FileNotFoundError("hls_templates/nnet_adder_stream.h not found (set ADDERFLOW_HLS_TEMPLATES)")
+
+
+class AdderVitisWriter(VitisWriter):
+    def write_adder_sources(self, model):
+        dst = Path(model.config.get_output_dir()) / "firmware" / "nnet_utils"
+        dst.mkdir(parents=True, exist_ok=True)
+        for h in sorted(templates_dir().glob("nnet_*.h")):
+            shutil.copy(h, dst / h.name)
+
+    def write_hls(self, model, is_multigraph=False):
+        super().write_hls(model)
+        self.write_adder_sources(model)

@@ -1,0 +1,444 @@
+"""Analytical latency/resource model of the io_stream DATAFLOW design the AdderVitis backend generates
+(hls_templates/nnet_adder_stream.h), used when no vendor report exists. Every figure is an estimate.
+
+Schedule (per image):
+* window layer (adder2d / conv2d): reads one padded input pixel per cycle into a K-row line buffer;
+  each complete strided window costs reuse_factor (RF) cycles of the SadReuse/MacReuse pipeline plus a
+  fixed call overhead: cycles = HP*WP + Ho*Wo*(RF + overhead + tree depth).
+  block_factor = ceil(K*K*Cin*Cout / RF) parallel SAD or MAC lanes; weights ARRAY_RESHAPEd into one
+  memory of depth RF and width block_factor * weight bits (LUT ROM when shallow, BRAM18K otherwise;
+  constants folded into logic when RF = 1).
+* requant (BN+ReLU+requant, residual add with 2 inputs): one pixel per cycle, C lanes, each input a
+  constant multiplier (DSP when wide, LUTs when narrow) or csd_terms shift-adds (APoT, no DSP).
+* global_sum_pool: one pixel per cycle, C accumulators. dense: like a window layer with one pixel.
+* design variants the template does NOT generate today, modelled so the fitting can show what they buy
+  (reported per layer as "variant"): a requant named in `reuse` is time-multiplexed over R cycles per
+  pixel with ceil(C/R) lanes; `fuse_requant=True` merges each requant into the window layer feeding it
+  (no accumulator stream, no separate process).
+* processes run concurrently: the interval is the slowest process; the latency is the longest
+  start-to-end path through the graph at the clock.
+Resources: lanes x the yosys-calibrated element costs (calibration.PECost) + memories + line buffers +
+stream FIFOs + per-process control (calibration.ASSUMPTIONS), plus the PYNQ platform (DMA).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from flow.boards import Board
+from flow.qnet import QNet, bits_for
+from flow.report.calibration import (ASSUMPTIONS, FAMILY_OF_BOARD, PECost, assumption, bram18_for, dsp_count,
+                                     uses_dsp)
+from flow.report.opcount import csd_nonzero_digits
+
+RESOURCES = ("LUT", "FF", "BRAM_18K", "DSP")
+SOURCE = "estimate"
+
+
+# ---- small helpers ---------------------------------------------------------------------------------
+
+def _zero():
+    return {"LUT": 0.0, "FF": 0.0, "BRAM_18K": 0.0, "DSP": 0.0, "CARRY": 0.0}
+
+
+def _add_into(total: dict, part: dict, times: float = 1.0) -> dict:
+    for k in total:
+        total[k] += part.get(k, 0.0) * times
+    return total
+
+
+def _bits_of(a) -> int:
+    a = np.asarray(a)
+    return bits_for(int(a.min()), int(a.max()))[0] if a.size else 1
+
+
+def csd_terms_of(op, shift_add_all: bool = False) -> int:
+    """csd_terms the backend gives an op: max CSD digits of its constants when shift-add is requested."""
+    if not (op.attrs.get("apot_terms") or op.attrs.get("shift_add") or shift_add_all):
+        return 0
+    arr = {"conv2d": "weight", "dense": "weight", "requant": "mult", "adder2d": "group_in_mult"}.get(op.kind)
+    if arr is None or arr not in op.arrays or np.asarray(op.arrays[arr]).size == 0:
+        return 0
+    return max(1, int(csd_nonzero_digits(op.arrays[arr]).max()))
+
+
+def memory(depth: int, width: int, lut_max_depth: int, lut_per_64: float = 1.0) -> dict:
+    """A depth x width memory: LUT ROM/RAM when shallow, else BRAM18K."""
+    if depth <= 0 or width <= 0:
+        return _zero()
+    if depth <= lut_max_depth:
+        return {**_zero(), "LUT": width * math.ceil(depth / 64) * lut_per_64}
+    return {**_zero(), "BRAM_18K": float(bram18_for(depth, width))}
+
+
+def fifo(depth: int, width: int) -> dict:
+    ctl = {**_zero(), "LUT": assumption("fifo_ctrl_lut"), "FF": assumption("fifo_ctrl_ff")}
+    if depth <= assumption("fifo_srl_max_depth"):
+        return _add_into(ctl, {"LUT": width * math.ceil(max(depth, 1) / 32), "FF": width if depth <= 2 else 0})
+    return _add_into(ctl, {"BRAM_18K": bram18_for(depth, width)})
+
+
+def shifter_lut(width: int, max_shift: int) -> float:
+    """Variable left shift of a width-bit value by 0..max_shift (4:1 mux per LUT6 and level pair)."""
+    return width * math.ceil(math.log2(max_shift + 1) / 2) if max_shift > 0 else 0.0
+
+
+# ---- per-op models ---------------------------------------------------------------------------------
+
+class Estimator:
+    def __init__(self, net: QNet, board: Board, clock_mhz: float, reuse=None, shift_add_all: bool = False,
+                 fifo_depth: str | None = None, fuse_requant: bool = False, pe: PECost | None = None):
+        self.net, self.board, self.clock_mhz = net, board, float(clock_mhz)
+        self.pe = pe or PECost(FAMILY_OF_BOARD.get(board.family, "xc7"))
+        self.shift_add_all = shift_add_all
+        self.fuse_requant = fuse_requant
+        self.fifo_depth = fifo_depth or assumption("fifo_depth")
+        if self.fifo_depth not in ("hls4ml-default", "minimal"):
+            raise ValueError(f"fifo_depth must be 'hls4ml-default' or 'minimal', got {self.fifo_depth}")
+        self.reuse = self._resolve_reuse(reuse)
+
+    # reuse factors: {op: RF} or an int for every window/dense layer; clamped to [1, n_terms]
+    def _resolve_reuse(self, reuse) -> dict:
+        out = {}
+        names = {o.name for o in self.net.ops}
+        if isinstance(reuse, dict):
+            unknown = sorted(set(reuse) - names)
+            if unknown:
+                from flow.errors import AdderFlowError
+                raise AdderFlowError(f"reuse factor given for unknown layer(s) {', '.join(unknown)}")
+        for o in self.net.ops:
+            if o.kind == "requant":   # only when asked by name: a time-multiplexed requant is a proposal
+                if isinstance(reuse, dict) and o.name in reuse:
+                    out[o.name] = int(min(max(1, int(reuse[o.name])), self.net.tensors[o.output].shape[-1]))
+                continue
+            if o.kind not in ("conv2d", "adder2d", "dense"):
+                continue
+            r = reuse.get(o.name, 1) if isinstance(reuse, dict) else (int(reuse) if reuse else 1)
+            out[o.name] = int(min(max(1, int(r)), o.arrays["weight"].size))
+        return out
+
+    def window_geometry(self, op) -> dict:
+        h, w, cin = self.net.tensors[op.inputs[0]].shape
+        ho, wo, f = self.net.tensors[op.output].shape
+        k = op.arrays["weight"].shape[0]
+        pt, pb, pl, pr = (list(op.attrs.get("pads", [0, 0, 0, 0])) + [0, 0, 0, 0])[:4]
+        return {"H": h, "W": w, "C": cin, "HP": h + pt + pb, "WP": w + pl + pr, "K": k,
+                "stride": int(op.attrs.get("stride", 1)), "Ho": ho, "Wo": wo, "F": f, "n_terms": k * k * cin * f}
+
+    def op_window(self, op) -> dict:
+        g = self.window_geometry(op)
+        rf = self.reuse[op.name]
+        lanes = math.ceil(g["n_terms"] / rf)
+        a_bits = self.net.tensors[op.inputs[0]].bits
+        w = op.arrays["weight"]
+        w_bits = _bits_of(w)
+        acc_bits = self.net.tensors[op.output].bits
+        adder = op.kind == "adder2d"
+        terms_per_acc = max(1, math.ceil(lanes / g["F"]))
+        tree = math.ceil(math.log2(terms_per_acc + 1))
+        per_out = rf + assumption("pe_call_cycles") + tree + math.ceil(g["K"] / 2)
+        pixels_in = g["HP"] * g["WP"]
+        pixels_out = g["Ho"] * g["Wo"]
+        cycles = pixels_in * assumption("pixel_cycles") + pixels_out * per_out
+        fill = ((g["K"] - 1) * g["WP"] + g["K"]) * assumption("pixel_cycles")
+        res, parts = _zero(), {}
+        csd = 0
+        # datapath lanes
+        if adder:
+            lane = self.pe.sad_lane(max(a_bits, w_bits), acc_bits)
+            mult_impl = "none (SAD)"
+        else:
+            csd = csd_terms_of(op, self.shift_add_all)
+            if csd:
+                max_exp = int(np.abs(w).max()).bit_length()
+                lane = _zero()
+                for _ in range(csd):
+                    _add_into(lane, self.pe.add(acc_bits))
+                    if rf > 1:  # exponents read from the ROM per cycle: a barrel shifter per term
+                        lane["LUT"] += shifter_lut(a_bits + max_exp, max_exp)
+                mult_impl = f"shift-add ({csd} CSD terms)"
+            else:
+                dsp = uses_dsp(a_bits, w_bits)
+                lane = self.pe.mac_lane(a_bits, w_bits, acc_bits, dsp)
+                mult_impl = "DSP" if dsp else "LUT multiplier"
+        parts["lanes"] = _add_into(_zero(), lane, lanes)
+        # weights: one reshaped memory of depth RF, width lanes * w_bits (+ CSD exponent/sign tables)
+        rom_width = lanes * w_bits + lanes * csd * (8 + 2)
+        parts["weights"] = _zero() if rf == 1 else memory(rf, rom_width, assumption("rom_lut_max_depth"))
+        # line buffer lbuf[G][K][WP][C] partitioned on G, K, C: G*K*C memories of depth WP, width a_bits
+        groups = len(op.arrays.get("group_in_mult", [0])) if adder else 1
+        if g["K"] > 1:
+            parts["line_buffer"] = _add_into(_zero(), memory(g["WP"], a_bits, assumption("lutram_max_depth"), 2.0),
+                                             groups * g["K"] * g["C"])
+        else:
+            parts["line_buffer"] = {**_zero(), "FF": groups * g["C"] * a_bits}
+        parts["line_buffer"]["FF"] += groups * g["K"] * g["K"] * g["C"] * a_bits     # window registers
+        # per-group input rescale (adder): C lanes per rescaled group
+        rescale = _zero()
+        n_mult = 0
+        if adder:
+            gm = np.asarray(op.arrays.get("group_in_mult", np.zeros(1)))
+            active = int(np.count_nonzero(gm))
+            if active:
+                m_bits = _bits_of(gm)
+                gcsd = csd_terms_of(op, self.shift_add_all)
+                prod_bits = a_bits + m_bits
+                if gcsd:
+                    one = _add_into(_zero(), self.pe.add(prod_bits), gcsd)
+                else:
+                    one = self.pe.const_mul(a_bits, m_bits, uses_dsp(a_bits, m_bits))
+                    n_mult = active * g["C"]
+                _add_into(one, self.pe.add(prod_bits))                   # rounding add
+                one["LUT"] += a_bits + 2                                 # clip to [0, 2^b - 1]
+                _add_into(rescale, one, active * g["C"])
+        parts["input_rescale"] = rescale
+        parts["control"] = {**_zero(), "LUT": assumption("control_lut"), "FF": assumption("control_ff")}
+        for p in parts.values():
+            _add_into(res, p)
+        if not adder and not csd:
+            n_mult += lanes
+        return {"cycles": cycles, "first_out": fill + per_out, "tail": per_out, "rf": rf, "lanes": lanes,
+                "pixels_in": pixels_in, "pixels_out": pixels_out, "cycles_per_output": per_out,
+                "mult_impl": mult_impl, "multipliers": n_mult, "csd_terms": csd,
+                "weights_in": ("constants in logic" if rf == 1 else
+                               "LUT ROM" if parts["weights"]["BRAM_18K"] == 0 else "BRAM"),
+                "resources": res, "parts": parts}
+
+    def op_dense(self, op) -> dict:
+        cin, f = op.arrays["weight"].shape
+        rf = self.reuse[op.name]
+        lanes = math.ceil(cin * f / rf)
+        a_bits = self.net.tensors[op.inputs[0]].bits
+        w = op.arrays["weight"]
+        w_bits = _bits_of(w)
+        acc_bits = self.net.tensors[op.output].bits
+        csd = csd_terms_of(op, self.shift_add_all)
+        parts = {}
+        if csd:
+            max_exp = int(np.abs(w).max()).bit_length()
+            lane = _zero()
+            for _ in range(csd):
+                _add_into(lane, self.pe.add(acc_bits))
+                if rf > 1:
+                    lane["LUT"] += shifter_lut(a_bits + max_exp, max_exp)
+            impl, n_mult = f"shift-add ({csd} CSD terms)", 0
+        else:
+            dsp = uses_dsp(a_bits, w_bits)
+            lane = self.pe.mac_lane(a_bits, w_bits, acc_bits, dsp)
+            impl, n_mult = ("DSP" if dsp else "LUT multiplier"), lanes
+        parts["lanes"] = _add_into(_zero(), lane, lanes)
+        parts["weights"] = _zero() if rf == 1 else memory(rf, lanes * w_bits + lanes * csd * 10,
+                                                          assumption("rom_lut_max_depth"))
+        parts["control"] = {**_zero(), "LUT": assumption("control_lut"), "FF": assumption("control_ff")}
+        res = _zero()
+        for p in parts.values():
+            _add_into(res, p)
+        per_out = rf + assumption("pe_call_cycles") + math.ceil(math.log2(max(1, lanes // f) + 1))
+        return {"cycles": per_out, "first_out": per_out, "tail": per_out, "rf": rf, "lanes": lanes,
+                "pixels_in": 1, "pixels_out": 1, "cycles_per_output": per_out, "mult_impl": impl,
+                "multipliers": n_mult, "csd_terms": csd,
+                "weights_in": "constants in logic" if rf == 1 else (
+                    "LUT ROM" if parts["weights"]["BRAM_18K"] == 0 else "BRAM"),
+                "resources": res, "parts": parts}
+
+    def op_requant(self, op) -> dict:
+        out = self.net.tensors[op.output]
+        c = out.shape[-1]
+        pixels = int(np.prod(out.shape[:-1])) if len(out.shape) > 1 else 1
+        r = self.reuse.get(op.name, 1)          # > 1: channels time-multiplexed (proposal, see module doc)
+        lanes = math.ceil(c / r)
+        mult = np.asarray(op.arrays["mult"])
+        m_bits = _bits_of(mult)
+        shift = int(op.attrs.get("shift", 0))
+        in_bits = [self.net.tensors[t].bits for t in op.inputs]
+        sum_bits = max(max(in_bits) + m_bits, _bits_of(op.arrays["bias"])) + len(op.inputs)
+        csd = csd_terms_of(op, self.shift_add_all)
+        max_exp = int(np.abs(mult).max()).bit_length()
+        lane, n_mult, dsp_any = _zero(), 0, False
+        for b in in_bits:
+            if csd:   # constant exponents (channel loop unrolled): shifts are wiring, one add per term
+                _add_into(lane, self.pe.add(sum_bits), csd)
+                if r > 1:   # exponents change per cycle: a barrel shifter per term
+                    lane["LUT"] += csd * shifter_lut(sum_bits, max_exp)
+            else:
+                dsp = uses_dsp(b, m_bits)
+                dsp_any |= dsp
+                _add_into(lane, self.pe.const_mul(b, m_bits, dsp))
+                _add_into(lane, self.pe.add(sum_bits))
+                n_mult += 1
+        _add_into(lane, self.pe.add(sum_bits))                       # bias (+ rounding constant)
+        lane["LUT"] += max(1, sum_bits - shift) + out.bits           # clip compare + select
+        lane["FF"] += out.bits
+        parts = {"lanes": _add_into(_zero(), lane, lanes),
+                 "control": {**_zero(), "LUT": assumption("control_lut"), "FF": assumption("control_ff")}}
+        if r > 1:   # per-channel constants read each cycle + output assembly register
+            parts["constants"] = memory(r, lanes * (m_bits * len(in_bits) + _bits_of(op.arrays["bias"])),
+                                        assumption("rom_lut_max_depth"))
+            parts["constants"]["FF"] += c * out.bits
+        fused = self.fuse_requant and self._fusable(op)
+        if fused:
+            parts["control"] = _zero()
+        res = _zero()
+        for p in parts.values():
+            _add_into(res, p)
+        depth = assumption("requant_depth") + csd
+        impl = f"shift-add ({csd} CSD terms)" if csd else ("DSP" if dsp_any else "LUT multiplier")
+        return {"cycles": pixels * r + depth, "first_out": depth + r, "tail": depth + r, "rf": r, "lanes": lanes,
+                "pixels_in": pixels, "pixels_out": pixels, "cycles_per_output": r, "mult_impl": impl,
+                "multipliers": n_mult * lanes, "csd_terms": csd,
+                "weights_in": "constants in logic" if r == 1 else "constant ROM",
+                "variant": ", ".join(v for v in (("time-multiplexed" if r > 1 else ""),
+                                                 ("fused into producer" if fused else "")) if v) or "as generated",
+                "resources": res, "parts": parts}
+
+    def _fusable(self, op) -> bool:
+        """A requant whose first input comes straight from a window layer that feeds nothing else."""
+        prod = self.net.producer(op.inputs[0])
+        return (prod is not None and prod.kind in ("conv2d", "adder2d")
+                and len(self.net.consumers(op.inputs[0])) == 1)
+
+    def op_pool(self, op) -> dict:
+        h, w, c = self.net.tensors[op.inputs[0]].shape
+        acc_bits = self.net.tensors[op.output].bits
+        parts = {"lanes": _add_into(_zero(), self.pe.add(acc_bits), c),
+                 "control": {**_zero(), "LUT": assumption("control_lut"), "FF": assumption("control_ff")}}
+        res = _add_into(_add_into(_zero(), parts["lanes"]), parts["control"])
+        return {"cycles": h * w + 2, "first_out": h * w + 2, "tail": 2, "rf": 1, "lanes": c, "pixels_in": h * w,
+                "pixels_out": 1, "cycles_per_output": h * w, "mult_impl": "none", "multipliers": 0, "csd_terms": 0,
+                "weights_in": "-", "resources": res, "parts": parts}
+
+    def op_model(self, op) -> dict:
+        if op.kind in ("conv2d", "adder2d"):
+            return self.op_window(op)
+        if op.kind == "dense":
+            return self.op_dense(op)
+        if op.kind == "requant":
+            return self.op_requant(op)
+        if op.kind == "global_sum_pool":
+            return self.op_pool(op)
+        raise ValueError(f"op {op.name}: unknown kind {op.kind}")
+
+    # ---- the whole dataflow -------------------------------------------------------------------
+    def run(self) -> dict:
+        net = self.net
+        layers, start, end = [], {net.input: 0.0}, {net.input: 0.0}
+        first_ready = {net.input: 0.0}
+        for op in net.ops:
+            m = self.op_model(op)
+            # a process starts when all its inputs have produced their first element; it ends no
+            # earlier than its own cycle count after starting, nor earlier than its last input + tail
+            s = max(first_ready[t] for t in op.inputs)
+            if op.kind == "dense":       # needs the whole pooled vector
+                s = max(end[t] for t in op.inputs)
+            e = max(s + m["cycles"], max(end[t] for t in op.inputs) + m["tail"])
+            start[op.output], end[op.output] = s, e
+            first_ready[op.output] = s + m["first_out"]
+            layers.append({"name": op.name, "kind": op.kind, "output_shape": list(net.tensors[op.output].shape),
+                           "bits": net.tensors[op.output].bits, **m, "start": s, "end": e})
+        streams = self.streams(layers)
+        total = _zero()
+        for L in layers:
+            _add_into(total, L["resources"])
+        fifo_total = _zero()
+        for s in streams:
+            _add_into(fifo_total, s["resources"])
+        platform = {**_zero(), "LUT": assumption("platform_lut"), "FF": assumption("platform_ff"),
+                    "BRAM_18K": assumption("platform_bram_18k")}
+        grand = _add_into(_add_into(_add_into(_zero(), total), fifo_total), platform)
+        interval = max(L["cycles"] for L in layers)
+        bottleneck = max(layers, key=lambda L: L["cycles"])["name"]
+        latency = end[net.output]
+        hz = self.clock_mhz * 1e6
+        for L in layers:
+            L["resources"] = _rounded(L["resources"])
+            L["parts"] = {k: _rounded(v) for k, v in L["parts"].items()}
+        return {
+            "source": SOURCE,
+            "latency": {"source": SOURCE, "cycles": int(math.ceil(latency)), "interval_cycles": int(interval),
+                        "latency_us": latency / hz * 1e6, "images_per_s": hz / interval,
+                        "bottleneck": bottleneck, "clock_mhz": self.clock_mhz},
+            "resources": {"source": SOURCE, **{k: int(math.ceil(grand[k])) for k in RESOURCES},
+                          "CARRY4": int(math.ceil(grand["CARRY"])), "URAM": 0,
+                          "breakdown": {"layers": _rounded(total), "stream_fifos": _rounded(fifo_total),
+                                        "platform (AXI DMA, interconnect)": _rounded(platform)}},
+            "per_layer": layers, "streams": streams,
+            "assumptions": {"fifo_depth": self.fifo_depth, "shift_add_all": self.shift_add_all,
+                            "fuse_requant": self.fuse_requant,
+                            "requant_reuse": {k: v for k, v in self.reuse.items() if net.op(k).kind == "requant"}},
+        }
+
+    def streams(self, layers) -> list:
+        """One FIFO per tensor edge (width C * bits); depth per the fifo_depth policy."""
+        net, out = self.net, []
+        by_name = {L["name"]: L for L in layers}
+        for t, spec in net.tensors.items():
+            consumers = net.consumers(t)
+            if not consumers:
+                continue
+            width = (spec.shape[-1] if len(spec.shape) else 1) * spec.bits
+            pixels = int(np.prod(spec.shape[:-1])) if len(spec.shape) > 1 else 1
+            prod = net.producer(t)
+            for c in consumers:
+                if self.fuse_requant and c.kind == "requant" and c.inputs[0] == t and self._fusable(c):
+                    continue
+                if self.fifo_depth == "hls4ml-default":
+                    depth = pixels
+                else:
+                    depth = 2
+                    if len(c.inputs) > 1 and prod is not None or (len(c.inputs) > 1 and t == net.input):
+                        # the skip edge of a residual join waits for the longer branch to deliver
+                        other = [x for x in c.inputs if x != t]
+                        lag = max(by_name[net.producer(x).name]["start"] + by_name[net.producer(x).name]["first_out"]
+                                  for x in other) - (by_name[prod.name]["start"] + by_name[prod.name]["first_out"]
+                                                     if prod is not None else 0)
+                        per_pixel = max(1.0, by_name[c.name]["cycles"] / max(1, by_name[c.name]["pixels_in"]))
+                        depth = max(2, int(math.ceil(lag / per_pixel)) + 2)
+                        depth = min(depth, pixels)
+                out.append({"tensor": t, "to": c.name, "depth": int(depth), "width": int(width),
+                            "resources": _rounded(fifo(depth, width))})
+        return out
+
+
+def _rounded(d: dict) -> dict:
+    return {k: (round(v, 1) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def estimate(net: QNet, board: Board, clock_mhz: float, reuse=None, **kw) -> dict:
+    """The analytical estimate (see module docstring); every figure in it is labelled source=estimate."""
+    est = Estimator(net, board, clock_mhz, reuse, **kw)
+    out = est.run()
+    out["calibration"] = {"source": SOURCE, **est.pe.describe(),
+                          "assumptions": {k: {"value": v, "why": why} for k, (v, why) in ASSUMPTIONS.items()}}
+    out["reuse"] = dict(est.reuse)
+    return out
+
+
+def board_fit(resources: dict, board: Board, per_layer: list | None = None) -> dict:
+    """Capacity, utilisation %, fits or not, and which layers to re-tune when it does not fit."""
+    cap = board.capacity
+    rows, fits = {}, True
+    for k in RESOURCES:
+        used = resources.get(k, 0) or 0
+        avail = cap.get(k, 0)
+        pct = 100.0 * used / avail if avail else (0.0 if not used else float("inf"))
+        ok = used <= avail
+        fits &= ok
+        rows[k] = {"used": used, "available": avail, "utilisation_pct": round(pct, 1), "fits": ok}
+    out = {"board": board.name, "part": board.part, "fits": fits, "resources": rows}
+    over = [k for k in RESOURCES if not rows[k]["fits"]]
+    if per_layer:
+        worst = over or [max(RESOURCES, key=lambda k: rows[k]["utilisation_pct"])]
+        hints = []
+        for k in worst:
+            top = sorted(per_layer, key=lambda L: -L["resources"].get(k, 0))[:3]
+            hints.append({"resource": k, "layers": [{"name": L["name"], k: L["resources"].get(k, 0),
+                                                     "reuse_factor": L.get("rf", 1)} for L in top if
+                                                    L["resources"].get(k, 0) > 0]})
+        out["retune"] = hints
+        if over:
+            names = ", ".join(h["layers"][0]["name"] for h in hints if h["layers"])
+            out["advice"] = (f"over capacity in {', '.join(over)}: raise the reuse factor of {names} "
+                             f"(or use shift-add constants / a larger board)")
+    return out

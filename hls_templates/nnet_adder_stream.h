@@ -1,0 +1,409 @@
+// AdderFlow integer stream layers for hls4ml (io_stream): adder (SAD) and integer convolutions on a
+// line buffer, fused BN+ReLU+requantisation (+ residual add), global sum pooling, integer dense.
+//
+// Semantics are those of flow/qnet.py, bit for bit:
+//   adder2d  acc[c] = sum_{u,v,ci} | a_{g(c)}[i*s+u, j*s+v, ci] - W[u,v,ci,c] |   (zero padding)
+//            a_g = clip((x * gmult[g] + 2^(gshift[g]-1)) >> gshift[g], 0, 2^b-1), identity if gmult[g] == 0
+//   conv2d   acc[c] = sum x * W
+//   requant  out = clip((sum_k in_k[c] * mult[k][c] + bias[c] + 2^(shift-1)) >> shift, lo, hi)
+//   pool     acc[c] = sum_{i,j} x[i,j,c]
+//   dense    acc[c] = sum_ci x[ci] * W[ci][c]
+//
+// Schedule (what the estimator models): a window layer reads one input pixel per cycle into its line
+// buffer; when a window is complete it produces one output pixel (all n_filt channels) in
+// reuse_factor cycles using block_factor = ceil(K*K*Cin*Cout / reuse_factor) parallel PEs.
+// Requant / pool handle one pixel per cycle with C lanes. The top is a DATAFLOW region of streams.
+#ifndef NNET_ADDER_STREAM_H_
+#define NNET_ADDER_STREAM_H_
+
+#include "ap_int.h"
+#include "hls_stream.h"
+#include "nnet_common.h"
+#include "nnet_types.h"
+
+namespace nnet {
+
+struct window_config {
+    static const unsigned in_height = 1, in_width = 1, n_chan = 1;
+    static const unsigned out_height = 1, out_width = 1, n_filt = 1;
+    static const unsigned filt_height = 1, filt_width = 1, stride = 1;
+    static const unsigned pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
+    static const unsigned n_groups = 1, reuse_factor = 1, n_terms = 1, block_factor = 1, win_size = 1;
+    static const unsigned csd_terms = 0; // > 0: constant multiplications as shift-add (CSD) terms
+    typedef ap_uint<8> act_t;
+    typedef ap_int<9> weight_t;
+    typedef ap_int<10> diff_t;
+    typedef ap_uint<32> accum_t;
+    typedef ap_int<16> gmult_t;
+    typedef ap_uint<5> gshift_t;
+};
+
+// ---- constant multiplication: plain product, or a sum of signed powers of two (no DSP) -----------
+// exps/signs hold csd_terms entries per constant; sign 0 marks an unused term.
+template <class R, unsigned T, class X, class V, class E, class S>
+inline R const_mult(X x, V value, const E *exps, const S *signs) {
+    #pragma HLS INLINE
+    if (T == 0) {
+        return (R)x * (R)value;
+    }
+    R acc = 0;
+ShiftAdd:
+    for (unsigned t = 0; t < T; t++) {
+        #pragma HLS UNROLL
+        R term = ((R)x) << exps[t];
+        if (signs[t] > 0) {
+            acc += term;
+        } else if (signs[t] < 0) {
+            acc -= term;
+        }
+    }
+    return acc;
+}
+
+// ---- the adder PE: sum of absolute differences, add / subtract / compare / negate only -----------
+// |a - w| on the narrowest exact difference type; the accumulator is the QNet's declared width.
+template <class act_T, class weight_T, class diff_T, class accum_T>
+inline void sad_accumulate(accum_T &acc, act_T a, weight_T w) {
+    #pragma HLS INLINE
+    diff_T d = (diff_T)a - (diff_T)w;
+    acc += (d < 0) ? (diff_T)(-d) : d;
+}
+
+// One output pixel: win[g][k] (g = group version, k = (u*KW + v)*C + ci), weights[k*F + f].
+template <typename CONFIG_T>
+void sad_pixel(typename CONFIG_T::act_t win[CONFIG_T::n_groups][CONFIG_T::win_size],
+               const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_uint<8> group_ids[CONFIG_T::n_filt],
+               typename CONFIG_T::accum_t acc[CONFIG_T::n_filt]) {
+    #pragma HLS INLINE off
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+    #pragma HLS ARRAY_RESHAPE variable=weights block factor=CONFIG_T::block_factor
+    const unsigned F = CONFIG_T::n_filt;
+SadInit:
+    for (unsigned f = 0; f < F; f++) {
+        #pragma HLS UNROLL
+        acc[f] = 0;
+    }
+SadReuse:
+    for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
+        #pragma HLS PIPELINE II=1
+        unsigned idx = r;
+    SadLanes:
+        for (unsigned b = 0; b < CONFIG_T::block_factor; b++) {
+            #pragma HLS UNROLL
+            if (idx < CONFIG_T::n_terms) {
+                unsigned f = idx % F;
+                unsigned k = idx / F;
+                sad_accumulate<typename CONFIG_T::act_t, typename CONFIG_T::weight_t, typename CONFIG_T::diff_t,
+                               typename CONFIG_T::accum_t>(acc[f], win[group_ids[f]][k], weights[idx]);
+            }
+            idx += CONFIG_T::reuse_factor;
+        }
+    }
+}
+
+// One output pixel of a regular integer convolution (multiply-accumulate; or shift-add when csd_terms).
+template <typename CONFIG_T>
+void mac_pixel(typename CONFIG_T::act_t win[1][CONFIG_T::win_size],
+               const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_int<8> *w_exps,
+               const ap_int<2> *w_signs, typename CONFIG_T::accum_t acc[CONFIG_T::n_filt]) {
+    #pragma HLS INLINE off
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+    #pragma HLS ARRAY_RESHAPE variable=weights block factor=CONFIG_T::block_factor
+    const unsigned F = CONFIG_T::n_filt;
+MacInit:
+    for (unsigned f = 0; f < F; f++) {
+        #pragma HLS UNROLL
+        acc[f] = 0;
+    }
+MacReuse:
+    for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
+        #pragma HLS PIPELINE II=1
+        unsigned idx = r;
+    MacLanes:
+        for (unsigned b = 0; b < CONFIG_T::block_factor; b++) {
+            #pragma HLS UNROLL
+            if (idx < CONFIG_T::n_terms) {
+                unsigned f = idx % F;
+                unsigned k = idx / F;
+                acc[f] += const_mult<typename CONFIG_T::accum_t, CONFIG_T::csd_terms>(
+                    win[0][k], weights[idx], w_exps + idx * CONFIG_T::csd_terms, w_signs + idx * CONFIG_T::csd_terms);
+            }
+            idx += CONFIG_T::reuse_factor;
+        }
+    }
+}
+
+// Per-group input rescale of one activation (identity where the group multiplier is 0).
+template <typename CONFIG_T, class in_T>
+inline typename CONFIG_T::act_t rescale_activation(in_T x, typename CONFIG_T::gmult_t m, typename CONFIG_T::gshift_t s,
+                                                   const ap_int<8> *exps, const ap_int<2> *signs) {
+    #pragma HLS INLINE
+    typedef typename CONFIG_T::gprod_t prod_t;
+    if (m == 0) {
+        return (typename CONFIG_T::act_t)x;
+    }
+    prod_t v = const_mult<prod_t, CONFIG_T::csd_terms>(x, m, exps, signs);
+    if (s > 0) {
+        v += ((prod_t)1) << (s - 1);
+    }
+    v = v >> s;
+    const prod_t hi = (1 << CONFIG_T::act_bits) - 1;
+    if (v < 0) {
+        v = 0;
+    } else if (v > hi) {
+        v = hi;
+    }
+    return (typename CONFIG_T::act_t)v;
+}
+
+// ---- line-buffer window engine -------------------------------------------------------------------
+// Walks the zero-padded input in raster order, reading one pixel per padded position inside the image,
+// storing n_groups rescaled versions in a filt_height-row circular buffer; emits one output pixel
+// whenever a strided window is complete.
+template <class data_T, class res_T, typename CONFIG_T, bool IS_ADDER>
+void window_stream(hls::stream<data_T> &data, hls::stream<res_T> &res,
+                   const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_uint<8> *group_ids,
+                   const typename CONFIG_T::gmult_t *gmult, const typename CONFIG_T::gshift_t *gshift,
+                   const ap_int<8> *exps, const ap_int<2> *signs) {
+    const unsigned KH = CONFIG_T::filt_height, KW = CONFIG_T::filt_width, C = CONFIG_T::n_chan;
+    const unsigned G = CONFIG_T::n_groups;
+    const unsigned HP = CONFIG_T::in_height + CONFIG_T::pad_top + CONFIG_T::pad_bottom;
+    const unsigned WP = CONFIG_T::in_width + CONFIG_T::pad_left + CONFIG_T::pad_right;
+    typename CONFIG_T::act_t lbuf[G][KH][WP][C];
+    #pragma HLS ARRAY_PARTITION variable=lbuf complete dim=1
+    #pragma HLS ARRAY_PARTITION variable=lbuf complete dim=2
+    #pragma HLS ARRAY_PARTITION variable=lbuf complete dim=4
+    typename CONFIG_T::act_t win[G][CONFIG_T::win_size];
+    #pragma HLS ARRAY_PARTITION variable=win complete dim=0
+    typename CONFIG_T::accum_t acc[CONFIG_T::n_filt];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+
+    unsigned slot = 0; // line-buffer row holding padded row ip
+    unsigned row_phase = 0, col_phase = 0;
+PadRows:
+    for (unsigned ip = 0; ip < HP; ip++) {
+    PadCols:
+        for (unsigned jp = 0; jp < WP; jp++) {
+            bool inside = ip >= CONFIG_T::pad_top && ip < CONFIG_T::pad_top + CONFIG_T::in_height &&
+                          jp >= CONFIG_T::pad_left && jp < CONFIG_T::pad_left + CONFIG_T::in_width;
+            data_T px;
+            if (inside) {
+                px = data.read();
+            }
+        Insert:
+            for (unsigned c = 0; c < C; c++) {
+                #pragma HLS UNROLL
+                for (unsigned g = 0; g < G; g++) {
+                    #pragma HLS UNROLL
+                    typename CONFIG_T::act_t a = 0;
+                    if (inside) {
+                        if (IS_ADDER) {
+                            a = rescale_activation<CONFIG_T>(px[c], gmult[g], gshift[g], exps + g * CONFIG_T::csd_terms,
+                                                             signs + g * CONFIG_T::csd_terms);
+                        } else {
+                            a = px[c];
+                        }
+                    }
+                    lbuf[g][slot][jp][c] = a;
+                }
+            }
+            bool row_ready = ip + 1 >= KH && row_phase == 0;
+            bool col_ready = jp + 1 >= KW && col_phase == 0;
+            if (row_ready && col_ready) {
+            Gather:
+                for (unsigned u = 0; u < KH; u++) {
+                    unsigned s = slot + 1 + u; // slot of padded row ip - KH + 1 + u (circular)
+                    if (s >= KH) {
+                        s -= KH;
+                    }
+                    for (unsigned v = 0; v < KW; v++) {
+                        for (unsigned c = 0; c < C; c++) {
+                            for (unsigned g = 0; g < G; g++) {
+                                win[g][(u * KW + v) * C + c] = lbuf[g][s][jp + 1 - KW + v][c];
+                            }
+                        }
+                    }
+                }
+                if (IS_ADDER) {
+                    sad_pixel<CONFIG_T>(win, weights, group_ids, acc);
+                } else {
+                    mac_pixel<CONFIG_T>(win, weights, exps, signs, acc);
+                }
+                res_T out;
+                PRAGMA_DATA_PACK(out)
+            Emit:
+                for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
+                    #pragma HLS UNROLL
+                    out[f] = acc[f];
+                }
+                res.write(out);
+            }
+            if (jp + 1 >= KW) {
+                col_phase = (col_phase + 1 == CONFIG_T::stride) ? 0 : col_phase + 1;
+            }
+        }
+        col_phase = 0;
+        if (ip + 1 >= KH) {
+            row_phase = (row_phase + 1 == CONFIG_T::stride) ? 0 : row_phase + 1;
+        }
+        slot = (slot + 1 == KH) ? 0 : slot + 1;
+    }
+}
+
+template <class data_T, class res_T, typename CONFIG_T>
+void adder_conv_2d_cl(hls::stream<data_T> &data, hls::stream<res_T> &res,
+                      const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms],
+                      const ap_uint<8> group_ids[CONFIG_T::n_filt], const typename CONFIG_T::gmult_t gmult[CONFIG_T::n_groups],
+                      const typename CONFIG_T::gshift_t gshift[CONFIG_T::n_groups], const ap_int<8> *g_exps,
+                      const ap_int<2> *g_signs) {
+    window_stream<data_T, res_T, CONFIG_T, true>(data, res, weights, group_ids, gmult, gshift, g_exps, g_signs);
+}
+
+template <class data_T, class res_T, typename CONFIG_T>
+void int_conv_2d_cl(hls::stream<data_T> &data, hls::stream<res_T> &res,
+                    const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_int<8> *w_exps,
+                    const ap_int<2> *w_signs) {
+    window_stream<data_T, res_T, CONFIG_T, false>(data, res, weights, 0, 0, 0, w_exps, w_signs);
+}
+
+// ---- fused BN + ReLU + requantisation, one pixel per cycle, C lanes -------------------------------
+template <typename CONFIG_T, class in_T>
+inline typename CONFIG_T::sum_t requant_term(in_T x, unsigned k, unsigned c, const typename CONFIG_T::mult_t *mult,
+                                            const ap_int<8> *exps, const ap_int<2> *signs) {
+    #pragma HLS INLINE
+    const unsigned i = k * CONFIG_T::n_chan + c;
+    return const_mult<typename CONFIG_T::sum_t, CONFIG_T::csd_terms>(x, mult[i], exps + i * CONFIG_T::csd_terms,
+                                                                      signs + i * CONFIG_T::csd_terms);
+}
+
+template <typename CONFIG_T> inline typename CONFIG_T::out_elem_t requant_round_clip(typename CONFIG_T::sum_t v) {
+    #pragma HLS INLINE
+    if (CONFIG_T::shift > 0) {
+        v += ((typename CONFIG_T::sum_t)1) << (CONFIG_T::shift - 1);
+    }
+    v = v >> CONFIG_T::shift; // arithmetic: floor division, so the rounding is half-up
+    if (v < CONFIG_T::out_lo) {
+        v = CONFIG_T::out_lo;
+    } else if (v > CONFIG_T::out_hi) {
+        v = CONFIG_T::out_hi;
+    }
+    return (typename CONFIG_T::out_elem_t)v;
+}
+
+template <class data_T, class res_T, typename CONFIG_T>
+void requant_stream(hls::stream<data_T> &data, hls::stream<res_T> &res, const typename CONFIG_T::mult_t *mult,
+                    const typename CONFIG_T::bias_t *bias, const ap_int<8> *exps, const ap_int<2> *signs) {
+RequantPixels:
+    for (unsigned p = 0; p < CONFIG_T::n_pixels; p++) {
+        #pragma HLS PIPELINE II=1
+        data_T x = data.read();
+        res_T out;
+        PRAGMA_DATA_PACK(out)
+    RequantLanes:
+        for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+            #pragma HLS UNROLL
+            typename CONFIG_T::sum_t v = bias[c];
+            v += requant_term<CONFIG_T>(x[c], 0, c, mult, exps, signs);
+            out[c] = requant_round_clip<CONFIG_T>(v);
+        }
+        res.write(out);
+    }
+}
+
+// Two inputs: the residual add shares the requantisation (mult[1] scales the shortcut).
+template <class data1_T, class data2_T, class res_T, typename CONFIG_T>
+void requant_add_stream(hls::stream<data1_T> &data1, hls::stream<data2_T> &data2, hls::stream<res_T> &res,
+                        const typename CONFIG_T::mult_t *mult, const typename CONFIG_T::bias_t *bias,
+                        const ap_int<8> *exps, const ap_int<2> *signs) {
+RequantAddPixels:
+    for (unsigned p = 0; p < CONFIG_T::n_pixels; p++) {
+        #pragma HLS PIPELINE II=1
+        data1_T x1 = data1.read();
+        data2_T x2 = data2.read();
+        res_T out;
+        PRAGMA_DATA_PACK(out)
+    RequantAddLanes:
+        for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+            #pragma HLS UNROLL
+            typename CONFIG_T::sum_t v = bias[c];
+            v += requant_term<CONFIG_T>(x1[c], 0, c, mult, exps, signs);
+            v += requant_term<CONFIG_T>(x2[c], 1, c, mult, exps, signs);
+            out[c] = requant_round_clip<CONFIG_T>(v);
+        }
+        res.write(out);
+    }
+}
+
+// ---- global sum pooling: one pixel per cycle, one output element per image -----------------------
+template <class data_T, class res_T, typename CONFIG_T>
+void global_sum_pool_stream(hls::stream<data_T> &data, hls::stream<res_T> &res) {
+    typename CONFIG_T::accum_t acc[CONFIG_T::n_chan];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+PoolInit:
+    for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+        #pragma HLS UNROLL
+        acc[c] = 0;
+    }
+PoolPixels:
+    for (unsigned p = 0; p < CONFIG_T::n_pixels; p++) {
+        #pragma HLS PIPELINE II=1
+        data_T x = data.read();
+        for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+            #pragma HLS UNROLL
+            acc[c] += x[c];
+        }
+    }
+    res_T out;
+    PRAGMA_DATA_PACK(out)
+PoolEmit:
+    for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+        #pragma HLS UNROLL
+        out[c] = acc[c];
+    }
+    res.write(out);
+}
+
+// ---- integer dense on one stream element (the pooled vector) --------------------------------------
+template <class data_T, class res_T, typename CONFIG_T>
+void int_dense_stream(hls::stream<data_T> &data, hls::stream<res_T> &res,
+                      const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_int<8> *w_exps,
+                      const ap_int<2> *w_signs) {
+    const unsigned F = CONFIG_T::n_out;
+    data_T x = data.read();
+    typename CONFIG_T::accum_t acc[F];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+    #pragma HLS ARRAY_RESHAPE variable=weights block factor=CONFIG_T::block_factor
+DenseInit:
+    for (unsigned f = 0; f < F; f++) {
+        #pragma HLS UNROLL
+        acc[f] = 0;
+    }
+DenseReuse:
+    for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
+        #pragma HLS PIPELINE II=1
+        unsigned idx = r;
+    DenseLanes:
+        for (unsigned b = 0; b < CONFIG_T::block_factor; b++) {
+            #pragma HLS UNROLL
+            if (idx < CONFIG_T::n_terms) {
+                unsigned f = idx % F;
+                unsigned k = idx / F;
+                acc[f] += const_mult<typename CONFIG_T::accum_t, CONFIG_T::csd_terms>(
+                    x[k], weights[idx], w_exps + idx * CONFIG_T::csd_terms, w_signs + idx * CONFIG_T::csd_terms);
+            }
+            idx += CONFIG_T::reuse_factor;
+        }
+    }
+    res_T out;
+    PRAGMA_DATA_PACK(out)
+DenseEmit:
+    for (unsigned f = 0; f < F; f++) {
+        #pragma HLS UNROLL
+        out[f] = acc[f];
+    }
+    res.write(out);
+}
+
+} // namespace nnet
+
+#endif

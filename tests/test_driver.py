@@ -1,0 +1,237 @@
+"""The driver (flow.driver) through the emulated overlay: the C simulation of a stock hls4ml build
+wrapped in the generated AXI top, checked bit for bit against the golden model, plus every error path."""
+
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from flow import golden
+from flow.driver import (DmaError, DmaTimeoutError, InputError, OverlayFileError, locate_bitstream,
+                         open_overlay)
+from flow.errors import AdderFlowError
+
+
+@pytest.fixture(scope="session")
+def stock_build_dir(tmp_path_factory):
+    pytest.importorskip("hls4ml")
+    from flow.board.stock import stock_build
+    return stock_build(tmp_path_factory.getbasetemp() / "adderflow_stock")
+
+
+@pytest.fixture
+def overlay(stock_build_dir):
+    ov = open_overlay(stock_build_dir, mode="emulation", batch_size=8, timeout_s=5)
+    yield ov
+    ov.close()
+
+
+def _images(n, seed=0, shape=(32, 32, 3)):
+    return np.random.default_rng(seed).integers(0, 256, (n,) + shape, dtype=np.uint8)
+
+
+def test_emulated_overlay_equals_golden_bit_for_bit(overlay):
+    x = _images(21)                                   # 21 = 2 full batches of 8 + a partial one
+    logits_int = overlay.predict_int(x)
+    np.testing.assert_array_equal(logits_int, golden.predict_int(overlay.qnet, x))
+    np.testing.assert_array_equal(overlay.predict(x), golden.predict(overlay.qnet, x))
+    np.testing.assert_array_equal(overlay.classify(x), np.argmax(logits_int, axis=1))
+    assert overlay.predict_int(x[0]).shape == (1, 10)  # a single (H, W, C) image is a batch of one
+    assert overlay.accel.calls == 3 + 3 + 3 + 1
+
+
+def test_cifar_images_equal_golden(overlay, cifar_test1k):
+    x = np.load(cifar_test1k)["x"][:40]
+    np.testing.assert_array_equal(overlay.predict_int(x, batch_size=40), golden.predict_int(overlay.qnet, x))
+
+
+def test_execute_takes_quantised_integers(overlay):
+    x = _images(3)
+    q = overlay.qnet.quantize_input(x)
+    np.testing.assert_array_equal(overlay.execute(q), golden.run(overlay.qnet, q)["logits"])
+    with pytest.raises(InputError, match="outside the 8-bit signed range"):
+        overlay.execute(q * 4)
+
+
+def test_buffers_are_reused_across_calls_and_freed_on_close(overlay):
+    alloc = overlay.allocator
+    overlay.predict_int(_images(8))
+    overlay.predict_int(_images(5, seed=1))
+    overlay.predict_int(_images(16, seed=2))          # two batches of 8: still the same two buffers
+    assert alloc.allocated == 2 and len(alloc.live) == 2
+    overlay.predict_int(_images(12, seed=3), batch_size=12)   # a larger batch re-allocates (old ones freed)
+    assert alloc.allocated == 4 and len(alloc.live) == 2
+    overlay.close()
+    assert len(alloc.live) == 0
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((2, 32, 32, 3), np.float32), r"must be uint8 pixels 0\.\.255, got float32"),
+    (np.zeros((2, 32, 32, 3), np.int64), "must be uint8 pixels 0..255, got int64"),
+    (np.zeros((2, 3, 32, 32), np.uint8), r"shape \(N, 32, 32, 3\).*channels-first"),
+    (np.zeros((2, 28, 28, 1), np.uint8), r"got \(2, 28, 28, 1\)"),
+    (np.zeros((0, 32, 32, 3), np.uint8), "empty batch"),
+    (np.full((1, 32, 32, 3), np.nan), r"contain NaN \(3072 values"),
+    ([[1, 2], [3]], "cannot be read as an array"),
+])
+def test_bad_input_is_one_clear_error_and_touches_no_buffer(overlay, bad, message):
+    with pytest.raises(InputError, match=message) as info:
+        overlay.predict(bad)
+    assert isinstance(info.value, AdderFlowError) and "\n" not in str(info.value)
+    assert overlay.allocator.allocated == 0 and overlay.accel.calls == 0
+
+
+def test_nan_among_valid_pixels_is_reported_with_its_index(overlay):
+    x = _images(2).astype(np.float64)
+    x[1, 4, 5, 2] = np.nan
+    with pytest.raises(InputError, match=r"1 values, first at index \(1, 4, 5, 2\)"):
+        overlay.classify(x)
+
+
+def test_timeout_is_a_clear_error_frees_buffers_and_recovers(stock_build_dir):
+    ov = open_overlay(stock_build_dir, mode="emulation", batch_size=4, timeout_s=0.2)
+    ov.predict_int(_images(4))
+    assert len(ov.allocator.live) == 2
+    ov.accel.stall = True                              # the IP never finishes (fault injection)
+    with pytest.raises(DmaTimeoutError, match=r"did not finish within 0\.2 s for 4 images") as info:
+        ov.predict_int(_images(4))
+    assert isinstance(info.value, AdderFlowError)
+    assert len(ov.allocator.live) == 0                 # the buffers the hung DMA pointed at are released
+    assert ov.dma.sendchannel.idle and ov.dma.recvchannel.idle
+    ov.accel.stall = False
+    np.testing.assert_array_equal(ov.predict_int(_images(4)), golden.predict_int(ov.qnet, _images(4)))
+    ov.close()
+
+
+def test_layout_mismatch_between_driver_and_bitstream_is_a_dma_error(stock_build_dir, monkeypatch):
+    ov = open_overlay(stock_build_dir, mode="emulation", batch_size=4, timeout_s=0.5)
+    from flow.driver.packing import Layout
+    lay = ov.output_layout                             # a driver expecting fewer output words than the IP sends
+    monkeypatch.setattr(ov, "output_layout", Layout(2, lay.value_bits, lay.signed, lay.word_bits))
+    with pytest.raises(DmaError, match="error status 0x10"):
+        ov.predict_int(_images(4))
+    assert len(ov.allocator.live) == 0
+
+
+def test_missing_hwh_is_named(tmp_path):
+    (tmp_path / "adderflow.bit").write_bytes(b"\0")
+    with pytest.raises(OverlayFileError, match=r"adderflow\.hwh is missing"):
+        locate_bitstream(tmp_path)
+    with pytest.raises(OverlayFileError, match="nothing: bitstream not found"):
+        locate_bitstream(tmp_path / "nothing")
+    (tmp_path / "adderflow.hwh").write_text("<xml/>")
+    assert locate_bitstream(tmp_path) == (tmp_path / "adderflow.bit", tmp_path / "adderflow.hwh")
+
+
+def test_emulation_needs_a_build_folder(tmp_path):
+    with pytest.raises(OverlayFileError, match="no hls_prj/ to emulate"):
+        open_overlay(tmp_path, mode="emulation")
+
+
+# ---- the board class, with pynq replaced by the emulated hardware -------------------------------
+@pytest.fixture
+def fake_pynq(stock_build_dir, monkeypatch):
+    """A stand-in `pynq` module whose Overlay exposes the emulated DMA and IP under their block
+    design names: AdderNetOverlay's own code runs unchanged."""
+    from flow.driver.emulation import (CsimLibrary, EmulatedAccelerator, EmulatedAllocator, EmulatedDma,
+                                       build_csim_library)
+    mod = types.ModuleType("pynq")
+    mod.allocate = EmulatedAllocator()
+    lib = CsimLibrary(build_csim_library(stock_build_dir / "hls_prj"))
+
+    class Overlay:
+        def __init__(self, bitfile, download=True, **kw):
+            self.bitfile_name = bitfile
+            self.ip_dict = {"axi_dma": {"type": "xilinx.com:ip:axi_dma:7.1"},
+                            "adderflow_top_0": {"type": "adderflow.org:hls:adderflow_top:1.0"}}
+            self.axi_dma = EmulatedDma()
+            self.adderflow_top_0 = EmulatedAccelerator(lib, self.axi_dma, {"ap_ctrl": 0, "n_images": 0x10})
+
+    class Sensor:
+        def __init__(self, name):
+            self.name = name
+
+    class Rail:
+        def __init__(self, name):
+            self.power = Sensor(name + "_power")
+
+    class DataRecorder:
+        def __init__(self, *sensors):
+            self.sensors = sensors
+
+        def record(self, interval):
+            import contextlib
+            return contextlib.nullcontext()
+
+        @property
+        def frame(self):
+            return Frame({s.name: np.array([2.0, 4.0]) for s in self.sensors})
+
+    class Frame(dict):
+        """The bit of pandas.DataFrame the driver uses (pandas is not installed here)."""
+
+        columns = property(lambda self: list(self))
+
+        def __len__(self):
+            return len(next(iter(self.values())))
+
+        def __getitem__(self, cols):
+            return types.SimpleNamespace(mean=lambda: types.SimpleNamespace(
+                sum=lambda: sum(float(dict.__getitem__(self, c).mean()) for c in cols)))
+
+    mod.Overlay = Overlay
+    mod.get_rails = lambda: {"12V": Rail("12V"), "VCCINT": Rail("VCCINT")}
+    mod.pmbus = types.SimpleNamespace(DataRecorder=DataRecorder)
+    monkeypatch.setitem(sys.modules, "pynq", mod)
+    monkeypatch.delitem(sys.modules, "flow.driver.overlay", raising=False)
+    return mod
+
+
+def _package_dir(tmp_path, build, hwh=True):
+    import shutil
+    shutil.copytree(build / "qnet", tmp_path / "qnet")
+    shutil.copy(build / "hls_prj" / "adderflow_ip.json", tmp_path)
+    (tmp_path / "adderflow.bit").write_bytes(b"\0")
+    if hwh:
+        (tmp_path / "adderflow.hwh").write_text("<xml/>")
+    return tmp_path
+
+
+def test_board_overlay_class_runs_the_same_driver(fake_pynq, stock_build_dir, tmp_path):
+    from flow.driver.overlay import AdderNetOverlay
+    ov = AdderNetOverlay(_package_dir(tmp_path, stock_build_dir), batch_size=4)
+    x = _images(6)
+    np.testing.assert_array_equal(ov.predict_int(x), golden.predict_int(ov.qnet, x))
+    res = ov.throughput_test(batch_size=4, repeats=2)
+    assert res["power_w"] == pytest.approx(3.0)        # the 12 V input rail only, mean of its samples
+    assert res["energy_mj_per_image"] == pytest.approx(1e3 * 3.0 * res["runtime_s"] / 4)
+    ov.close()
+    assert len(fake_pynq.allocate.live) == 0
+
+
+def test_board_overlay_refuses_a_bitstream_without_hwh(fake_pynq, stock_build_dir, tmp_path):
+    from flow.driver.overlay import AdderNetOverlay
+    with pytest.raises(OverlayFileError, match=r"adderflow\.hwh is missing"):
+        AdderNetOverlay(_package_dir(tmp_path, stock_build_dir, hwh=False) / "adderflow.bit")
+
+
+def test_throughput_test_reports_rates(overlay):
+    res = overlay.throughput_test(batch_size=8, repeats=2)
+    assert res["batch_size"] == 8 and res["throughput_images_per_s"] > 0
+    assert res["latency_ms_per_image"] == pytest.approx(1e3 / res["throughput_images_per_s"])
+    assert "power_w" not in res and res["backend"].startswith("emulation")
+
+
+def test_driver_imports_with_numpy_alone():
+    code = ("import sys, importlib.abc\n"
+            "class Block(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name.split('.')[0] in ('tensorflow', 'keras', 'qkeras', 'hls4ml', 'pynq', 'numba', 'torch'):\n"
+            "            raise ImportError('blocked ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import flow.driver, flow.driver.emulation, flow.driver.packing, flow.qnet\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -1,0 +1,172 @@
+"""AdderVitis hls4ml backend: registration, generated project, SAD datapath without multipliers, and
+C simulation (g++) bit-exact with the integer golden model."""
+
+import re
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flow import golden
+from flow.hls.random_qnet import random_input, random_qnet, resnet20_shaped_qnet
+
+hls4ml = pytest.importorskip("hls4ml")
+from flow.hls import project  # noqa: E402
+from flow.hls.writer import templates_dir  # noqa: E402
+
+SAD_FUNCTIONS = ("sad_accumulate", "sad_pixel")
+
+
+def cpp_function_body(source: str, name: str) -> str:
+    """The brace-balanced body of the first definition of `name` (comments stripped)."""
+    source = re.sub(r"//[^\n]*", "", re.sub(r"/\*.*?\*/", "", source, flags=re.S))
+    m = re.search(r"\b" + name + r"\s*\([^;{]*\)\s*\{", source)
+    assert m, f"{name} not found"
+    depth, i = 1, m.end()
+    while depth:
+        depth += {"{": 1, "}": -1}.get(source[i], 0)
+        i += 1
+    return source[m.start():i]
+
+
+def test_backend_registered_through_entry_point():
+    names = [ep.name for ep in entry_points().select(group="hls4ml.backends")]
+    assert "AdderVitis" in names
+    assert "addervitis" in hls4ml.backends.get_available_backends()
+    from flow.hls.backend import AdderVitisBackend
+
+    assert isinstance(hls4ml.backends.get_backend("AdderVitis"), AdderVitisBackend)
+
+
+def test_sad_datapath_has_no_multiplication():
+    """Grep-able check: the adder PE uses add, subtract, compare and negate only."""
+    src = (templates_dir() / "nnet_adder_stream.h").read_text()
+    for fn in SAD_FUNCTIONS:
+        body = cpp_function_body(src, fn)
+        assert "*" not in body, f"{fn} contains '*':\n{body}"
+        assert "<<" not in body and "const_mult" not in body
+
+
+def write_project(tmp_path, net, **kw):
+    hm = project.convert(net, tmp_path / "prj", **kw)
+    hm.write()
+    return hm, tmp_path / "prj"
+
+
+def test_generated_project_structure(tmp_path):
+    net = random_qnet(3)
+    hm, d = write_project(tmp_path, net, reuse=4, reuse_config={"b0_adder1": 9})
+    top = (d / "firmware" / "myproject.cpp").read_text()
+    assert "void myproject(" in top and "hls::stream<input_t> &input_int" in top
+    assert "#pragma HLS DATAFLOW" in top
+    assert "nnet::adder_conv_2d_cl<" in top and "nnet::requant_add_stream<" in top
+    assert "nnet::clone_stream<" in top  # the block input feeds two consumers
+    assert (d / "firmware" / "nnet_utils" / "nnet_adder_stream.h").is_file()
+    # the SAD code that is compiled is the checked one
+    copied = (d / "firmware" / "nnet_utils" / "nnet_adder_stream.h").read_text()
+    for fn in SAD_FUNCTIONS:
+        assert "*" not in cpp_function_body(copied, fn)
+    params = (d / "firmware" / "parameters.h").read_text()
+    adder = hm.graph["b0_adder1"]
+    assert f"struct config{adder.index} " in params
+    block = re.search(rf"struct config{adder.index} .*?}};", params, re.S).group(0)
+    n_terms = int(np.prod(net.op("b0_adder1").arrays["weight"].shape))
+    assert "reuse_factor = 9;" in block and f"block_factor = {-(-n_terms // 9)};" in block
+    assert "input_t" in (d / "firmware" / "defines.h").read_text()
+    assert "ap_int<8>" in re.search(r"typedef [^;]* input_t;", (d / "firmware" / "defines.h").read_text()).group(0)
+    mults = project.layer_multipliers(hm)
+    assert mults["b0_adder2"] == 0 or net.op("b0_adder2").arrays["group_in_mult"].any()
+
+
+def test_shift_add_removes_every_multiplier(tmp_path):
+    net = random_qnet(3)
+    hm, d = write_project(tmp_path, net, shift_add=True)
+    assert sum(project.layer_multipliers(hm).values()) == 0
+    params = (d / "firmware" / "parameters.h").read_text()
+    assert "csd_terms = 0;" not in params.split("struct config2 ")[1].split("};")[0]
+
+
+def test_csd_digits_are_exact():
+    from flow.hls.passes.shift_add import csd_digits, csd_tables
+
+    for v in list(range(-300, 300)) + [2**20 + 7, -(2**31) + 5]:
+        assert sum(s * (1 << e) for e, s in csd_digits(v)) == v
+    exps, signs, t = csd_tables([0, 7, -5])
+    assert t == 2 and (signs[0] == 0).all()
+
+
+def csim_mismatches(tmp_path, net, x, **kw):
+    hm, _ = write_project(tmp_path, net, **kw)
+    project.compile_model(hm)
+    y = project.csim_predict(hm, x)
+    want = golden.run(net, x)[net.output]
+    return int(np.sum(y != want.reshape(len(x), -1))), y
+
+
+@pytest.mark.parametrize("seed,reuse,shift_add", [(3, 1, False), (4, 3, True)])
+def test_csim_bit_exact_random_nets(tmp_path, seed, reuse, shift_add):
+    net = random_qnet(seed, max_channels=12)
+    x = random_input(net, 4, seed)
+    bad, _ = csim_mismatches(tmp_path, net, x, reuse=reuse, shift_add=shift_add)
+    assert bad == 0
+
+
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 100_000), reuse=st.sampled_from([1, 2, 5, 16]), shift_add=st.booleans())
+def test_csim_bit_exact_hypothesis(tmp_path_factory, seed, reuse, shift_add):
+    net = random_qnet(seed)
+    x = random_input(net, 3, seed)
+    bad, _ = csim_mismatches(tmp_path_factory.mktemp("h"), net, x, reuse=reuse, shift_add=shift_add)
+    assert bad == 0
+
+
+@pytest.mark.slow
+@pytest.mark.ci_slice
+def test_csim_bit_exact_resnet20_shaped_w4(tmp_path):
+    net = resnet20_shaped_qnet(bits=4, seed=2)
+    x = random_input(net, 2, 2)
+    bad, _ = csim_mismatches(tmp_path, net, x, reuse=16)
+    assert bad == 0
+
+
+def _quantize_resnet20(ckpt, train, bits):
+    quant = pytest.importorskip("flow.quant")
+    if not hasattr(quant, "quantize"):
+        pytest.skip("flow.quant.quantize is not available yet")
+    calib = np.load(train)["x"][:256]
+    return quant.quantize("resnet20", ckpt, calib, bits=bits)
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+@pytest.mark.parametrize("bits", [4, 8])
+def test_csim_bit_exact_resnet20_checkpoint(tmp_path, resnet20_ckpt, cifar_train2k, cifar_test1k, bits):
+    net = _quantize_resnet20(resnet20_ckpt, cifar_train2k, bits)
+    images = np.load(cifar_test1k)["x"][: 8 if bits == 8 else 16]
+    x = net.quantize_input(images)
+    bad, _ = csim_mismatches(tmp_path, net, x, reuse=16)
+    assert bad == 0
+
+
+@pytest.mark.slow
+@pytest.mark.ci_slice
+@pytest.mark.shared
+def test_csim_bit_exact_resnet20_checkpoint_w4_slice(tmp_path, resnet20_ckpt, cifar_train2k, cifar_test1k):
+    net = _quantize_resnet20(resnet20_ckpt, cifar_train2k, 4)
+    x = net.quantize_input(np.load(cifar_test1k)["x"][:3])
+    bad, _ = csim_mismatches(tmp_path, net, x, reuse=16)
+    assert bad == 0
+
+
+def test_tb_data_files(tmp_path):
+    x = np.arange(12).reshape(2, 2, 3, 1) - 5
+    y = np.array([[1, -2], [3, 4]])
+    project.write_tb_data(tmp_path, x, y)
+    lines = (Path(tmp_path) / "tb_data" / "tb_input_features.dat").read_text().splitlines()
+    assert lines[0].split() == [str(v) for v in range(-5, 1)]
+    assert (Path(tmp_path) / "tb_data" / "tb_output_predictions.dat").read_text() == "1 -2\n3 4\n"
