@@ -126,7 +126,6 @@ class _Builder:
 def predict_logits(model, x_float, batch_size: int = 100, progress: bool = False, desc: str = "eval"):
     """Logits of a Keras model over float inputs in batches (inference mode), with an optional tqdm bar."""
     import numpy as np
-    import tensorflow as tf
     from tqdm import tqdm
 
     if batch_size <= 0:
@@ -134,9 +133,9 @@ def predict_logits(model, x_float, batch_size: int = 100, progress: bool = False
     expected = tuple(model.input_shape[1:])
     if tuple(x_float.shape[1:]) != expected:
         raise AdderFlowError(f"model {model.name} takes inputs of shape {expected}, data has {tuple(x_float.shape[1:])}")
-    forward = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
     outs = []
     starts = range(0, len(x_float), batch_size)
     for i in tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False):
-        outs.append(forward(tf.constant(x_float[i:i + batch_size])).numpy())
+        # predict_on_batch reuses the model's own compiled predict function (no retracing per call)
+        outs.append(np.asarray(model.predict_on_batch(x_float[i:i + batch_size])))
     return np.concatenate(outs) if outs else np.zeros((0, model.output_shape[-1]), np.float32)

@@ -77,6 +77,13 @@ def _pad(x, pads):
     return tf.pad(x, [[0, 0], [t, b], [l, r], [0, 0]])
 
 
+def _first_shape(input_shape):
+    """The first input's shape, whether Keras passes one shape or a list of them (as when loading)."""
+    if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple, tf.TensorShape)):
+        return tuple(input_shape[0])
+    return tuple(input_shape)
+
+
 class _IntLayer(tf.keras.layers.Layer):
     """Common config: declared output width (bits, signed) of the tensor this layer writes."""
 
@@ -212,15 +219,14 @@ class QRequant(_IntLayer):
         return {**super().get_config(), "n_inputs": self.n_inputs, "shift": self.shift}
 
     def build(self, input_shape):
-        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
-        c = int(shapes[0][-1])
+        c = int(_first_shape(input_shape)[-1])
         self.mult = self.add_weight(name="rq_mult", shape=(self.n_inputs, c), dtype="int64", initializer="zeros",
                                     trainable=False)
         self.bias = self.add_weight(name="rq_bias", shape=(c,), dtype="int64", initializer="zeros", trainable=False)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
-        return input_shape[0] if isinstance(input_shape, list) else input_shape
+        return _first_shape(input_shape)
 
     def call(self, inputs):
         xs = inputs if isinstance(inputs, (list, tuple)) else [inputs]

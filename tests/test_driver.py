@@ -235,3 +235,32 @@ def test_driver_imports_with_numpy_alone():
             "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# ---- the AdderNet backend (flow.hls) behind the same wrapper -------------------------------------
+def _adder_build(root, net):
+    project = pytest.importorskip("flow.hls.project")
+    net.save(root / "qnet")
+    project.convert(net, root / "hls_prj").write()      # no AXI wrapper yet: the emulation adds it
+    return root
+
+
+def test_adder_backend_through_emulated_overlay_equals_golden(tmp_path):
+    pytest.importorskip("hls4ml")
+    from flow.hls.random_qnet import random_qnet
+    net = random_qnet(5, max_channels=8)
+    ov = open_overlay(_adder_build(tmp_path, net), mode="emulation", batch_size=3)
+    x = _images(7, seed=5, shape=ov.input_shape)
+    np.testing.assert_array_equal(ov.predict_int(x), golden.predict_int(net, x))
+    ov.close()
+
+
+@pytest.mark.slow
+def test_resnet20_shaped_w4_through_emulated_overlay_equals_golden(tmp_path):
+    pytest.importorskip("hls4ml")
+    from flow.hls.random_qnet import resnet20_shaped_qnet
+    net = resnet20_shaped_qnet(bits=4, seed=2)
+    ov = open_overlay(_adder_build(tmp_path, net), mode="emulation", batch_size=2)
+    x = _images(3, seed=7, shape=ov.input_shape)
+    np.testing.assert_array_equal(ov.predict_int(x), golden.predict_int(net, x))
+    ov.close()

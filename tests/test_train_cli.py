@@ -73,3 +73,33 @@ def test_eval_rejects_mismatched_keras_model(tmp_path, capsys):
 def test_adder_small_reaches_95_percent_on_digits():
     model, result = train(TrainConfig(model="adder_small", data="digits", epochs=10, batch_size=64), progress=False)
     assert result.val_accuracy >= 0.95
+
+
+def test_eval_of_a_quantized_network_uses_the_golden_model(tmp_path, capsys):
+    """A hand-made integer network (bright image -> class 0, dark -> class 1) through `eval --model DIR`."""
+    from flow.qnet import Op, QNet, TensorSpec
+
+    tensors = {
+        "input": TensorSpec("input", (4, 4, 1), 8, True, 1 / 64),
+        "p": TensorSpec("p", (1,), 13, True, kind="acc"),
+        "d": TensorSpec("d", (2,), 13, True, kind="acc"),
+        "logits": TensorSpec("logits", (2,), 16, True, 0.5),
+    }
+    ops = [
+        Op("global_sum_pool", "gap", ["input"], "p"),
+        Op("dense", "fc", ["p"], "d", {}, {"weight": np.array([[1, -1]])}),
+        Op("requant", "rq", ["d"], "logits", {"shift": 1}, {"mult": np.ones((1, 2), np.int64), "bias": np.zeros(2, np.int64)}),
+    ]
+    net_dir = QNet(tensors, ops, input_quant={"mean": [0.5], "std": [0.5], "scale": 1 / 64}).validate().save(tmp_path / "q")
+    x = np.concatenate([np.full((3, 4, 4, 1), 250, np.uint8), np.full((5, 4, 4, 1), 5, np.uint8)])
+    y = np.array([0, 0, 1, 1, 1, 1, 1, 0])  # two deliberate label errors -> 6/8
+    np.savez(tmp_path / "tiny.npz", x=x, y=y)
+    out = tmp_path / "q.json"
+    assert cli(["eval", "--model", str(net_dir), "--data", str(tmp_path / "tiny.npz"), "--json", str(out),
+                "--no-progress"]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 8 and result["accuracy"] == pytest.approx(0.75) and result["kind"].startswith("integer")
+    (net_dir / "qnet.npz").unlink()
+    capsys.readouterr()
+    assert cli(["eval", "--model", str(net_dir), "--data", str(tmp_path / "tiny.npz"), "--no-progress"]) == 1
+    assert "needs qnet.json and qnet.npz" in capsys.readouterr().err

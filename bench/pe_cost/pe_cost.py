@@ -133,7 +133,31 @@ def markdown(rows: list[dict]) -> str:
             out.append(f"| {w} | {f(a, 'LUT')} | {f(a, 'CARRY')} | {f(a, 'FF')} | {f(md, 'LUT')} | {f(md, 'DSP')} | "
                        f"{f(mn, 'LUT')} | {f(mn, 'CARRY')} |")
         out.append("")
+    out += ["## What the table says", ""] + findings(rows, get) + [""]
     return "\n".join(out)
+
+
+def findings(rows: list[dict], get) -> list[str]:
+    """Plain-language summary computed from the table (so it stays true when the table is regenerated)."""
+    lines, at4 = [], []
+    for fam in FAMILIES:
+        ratios = {b: int(get(fam, "mac_acc", b, 0)["LUT"]) / max(1, int(get(fam, "sad_acc", b, 1)["LUT"]))
+                  for b in BITS}
+        sad = {b: int(get(fam, "sad_acc", b, 1)["LUT"]) for b in BITS}
+        dsp_from = next((b for b in BITS if int(get(fam, "mac_acc", b, 1)["DSP"]) > 0), None)
+        slope = (sad[max(BITS)] - sad[min(BITS)]) / (max(BITS) - min(BITS))
+        lines.append(
+            f"- {fam}: the SAD-accumulate PE grows linearly (about {slope:.0f} LUT per extra bit, "
+            f"{sad[min(BITS)]} LUT at {min(BITS)} bits to {sad[max(BITS)]} at {max(BITS)}) and never uses a DSP; "
+            f"a LUT-only multiply-accumulate costs {min(ratios.values()):.1f}x to {max(ratios.values()):.1f}x "
+            f"the SAD's LUTs ({ratios[4]:.1f}x at 4 bits, {ratios[8]:.1f}x at 8 bits) because the partial-product "
+            f"array grows with the square of the width; with DSP inference yosys moves the multiplier into a DSP48 "
+            f"from {dsp_from} bits on, i.e. one DSP per MAC lane.")
+        at4.append(f"{1 / ratios[4]:.2f} ({fam})")
+    lines.append(f"- So at 4 bits an adder lane costs {' / '.join(at4)} of a LUT-multiplier lane, and the gap "
+                 "widens with the bit width; the price of avoiding DSPs entirely is paid in the remaining constant "
+                 "multiplications (requant, first/last layer), which shift-add (CSD/APoT) turns into adders.")
+    return lines
 
 
 def main(argv=None) -> int:

@@ -8,8 +8,7 @@ Why it exists: the board side (AXI wrapper, emulation, driver, notebook, packagi
 without the AdderNet backend and in seconds. All hls4ml types are integer (`ap_fixed<W,W>`) and all
 weights are small integers, so the hls4ml C simulation equals `flow.golden` on the QNet bit for bit:
 conv2d -> requant(mult 1, shift 0, lo 0 == ReLU) -> conv2d -> requant -> global_sum_pool (1x1 ==
-Flatten) -> dense. The classifier is fitted by least squares on CIFAR-10 features when
-../shared is present (a few seconds), else seeded; either way its accuracy is not a result.
+Flatten) -> dense. Weights are seeded random integers: its accuracy is chance level, not a result.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flow.qnet import Op, QNet, TensorSpec, bits_for
+from flow.qnet import Op, QNet, TensorSpec, bits_for, op_output_bounds
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 INPUT_SHAPE = (32, 32, 3)
@@ -30,7 +29,7 @@ INPUT_SCALE = 2.75 / 127
 _BUILDS: dict = {}     # process-wide memo: tests in several files share one build
 
 
-def make_qnet(seed: int = 0, train: tuple | None = None) -> QNet:
+def make_qnet(seed: int = 0) -> QNet:
     rng = np.random.default_rng(seed)
     w1 = rng.integers(-2, 3, size=(K1, K1, 3, C1)).astype(np.int64)
     w2 = rng.integers(-2, 3, size=(K2, K2, C1, C2)).astype(np.int64)
@@ -49,7 +48,6 @@ def make_qnet(seed: int = 0, train: tuple | None = None) -> QNet:
     spec("c2", (1, 1, C2), -b2, b2, "acc")
     t["a2"] = TensorSpec("a2", (1, 1, C2), bits_for(0, b2)[0], False, 1.0, "act")
     spec("pool", (C2,), 0, b2, "acc")
-    net = None
     ops = [
         Op("conv2d", "conv1", ["input"], "c1", {"stride": K1, "pads": [0, 0, 0, 0]}, {"weight": w1}),
         Op("requant", "relu1", ["c1"], "a1", {"shift": 0},
@@ -64,26 +62,12 @@ def make_qnet(seed: int = 0, train: tuple | None = None) -> QNet:
     net = QNet(tensors=t, ops=ops, input_quant={"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD),
                                                 "scale": INPUT_SCALE},
                meta={"model": "stock_tiny", "bits": 8, "source": "flow.board.stock (seeded test network)"})
-    if train is not None:
-        _fit_classifier(net, *train)
     _set_logit_width(net)
     return net.validate()
 
 
-def _fit_classifier(net: QNet, x_uint8: np.ndarray, y: np.ndarray) -> None:
-    """Least-squares classifier on the integer features, rounded to int8: enough to beat chance."""
-    from flow import golden
-    feats = golden.run(net, net.quantize_input(x_uint8), keep_all=True)["pool"].astype(np.float64)
-    feats /= max(1.0, feats.std())
-    target = np.eye(N_CLASSES)[np.asarray(y).astype(int).ravel()] * 2 - 1
-    a = np.hstack([feats, np.ones((len(feats), 1))])
-    coef = np.linalg.lstsq(a, target, rcond=None)[0][:-1]
-    net.op("classifier").arrays["weight"] = np.round(coef / np.abs(coef).max() * 127).astype(np.int64)
-
-
 def _set_logit_width(net: QNet) -> None:
-    lo, hi = 0, 0
-    from flow.qnet import op_output_bounds
+    """Logits: the narrowest signed width that holds the classifier's exact range."""
     bounds = {net.input: (net.tensors[net.input].lo, net.tensors[net.input].hi)}
     for o in net.ops:
         bounds[o.output] = op_output_bounds(net, o, bounds)
@@ -115,7 +99,8 @@ def keras_twin(net: QNet):
 def _hls_config(model, net: QNet) -> dict:
     import hls4ml
     cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vitis")
-    wide = f"ap_fixed<{max(t.bits for t in net.tensors.values()) + 1},{max(t.bits for t in net.tensors.values()) + 1}>"
+    w = max(t.bits for t in net.tensors.values()) + 1
+    wide = f"ap_fixed<{w},{w}>"       # integer-valued and wide enough for every exact intermediate
     cfg["Model"]["Precision"] = wide
     cfg["Model"]["ReuseFactor"] = 1
     for name, layer in cfg["LayerName"].items():
@@ -126,13 +111,13 @@ def _hls_config(model, net: QNet) -> dict:
     return cfg
 
 
-def write_stock_build(out: Path, board: str = "pynq-z2", train: tuple | None = None, seed: int = 0) -> Path:
+def write_stock_build(out: Path, board: str = "pynq-z2", seed: int = 0) -> Path:
     """Write BUILD/{qnet,hls_prj,report.json}; returns `out`. Needs TensorFlow and hls4ml."""
     import hls4ml
     from flow.boards import get_board
     out = Path(out)
     b = get_board(board)
-    net = make_qnet(seed, train)
+    net = make_qnet(seed)
     net.save(out / "qnet")
     model = keras_twin(net)
     hls_model = hls4ml.converters.convert_from_keras_model(
@@ -151,9 +136,9 @@ def write_stock_build(out: Path, board: str = "pynq-z2", train: tuple | None = N
     return out
 
 
-def stock_build(root: Path, board: str = "pynq-z2", train: tuple | None = None) -> Path:
+def stock_build(root: Path, board: str = "pynq-z2") -> Path:
     """Memoised `write_stock_build` under `root` (one per process and board)."""
-    key = (str(root), board, train is not None)
+    key = (str(root), board)
     if key not in _BUILDS:
-        _BUILDS[key] = write_stock_build(Path(root) / f"stock_{board}", board, train)
+        _BUILDS[key] = write_stock_build(Path(root) / f"stock_{board}", board)
     return _BUILDS[key]

@@ -51,8 +51,11 @@ def run(args) -> int:
     if is_qnet:
         from flow import golden, qnet
 
-        net = qnet.load(qnet_dir)
-        logits = np.asarray(golden.predict(net, x, batch_size=args.batch_size, progress=progress))
+        try:
+            net = qnet.load(qnet_dir)
+            logits = np.asarray(golden.predict(net, x, batch_size=args.batch_size, progress=progress))
+        except qnet.QNetError as exc:
+            raise AdderFlowError(f"{qnet_dir}: {exc}") from None
         kind, model_label, weights = "integer (golden model)", str(qnet_dir), str(qnet_dir / "qnet.json")
     else:
         if not args.weights:

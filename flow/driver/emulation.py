@@ -256,9 +256,10 @@ class EmulatedOverlay(InferenceEngine):
         if not hls_dir.is_dir():
             raise OverlayFileError(f"{self.build_dir}: no hls_prj/ to emulate (a build written by `adderflow hls`)")
         net = qnet if qnet is not None else qnet_mod.load(self.build_dir / "qnet")
-        ip = json.loads((hls_dir / IP_JSON).read_text()) if (hls_dir / IP_JSON).is_file() else None
-        if ip is None:
-            raise OverlayFileError(f"{hls_dir / IP_JSON} missing: the AXI wrapper was not generated")
+        if not (hls_dir / IP_JSON).is_file():       # an HLS project written without the AXI wrapper
+            from flow.board.axi_top import write_axi_top
+            write_axi_top(hls_dir, net)
+        ip = json.loads((hls_dir / IP_JSON).read_text())
         self.csim = CsimLibrary(build_csim_library(hls_dir, verbose=verbose))
         self.allocator = EmulatedAllocator()
         dma = EmulatedDma()

@@ -1,0 +1,6 @@
+"""AdderFlow's hls4ml backend ('AdderVitis'): IR layers, Keras handlers, templates, passes, writer.
+
+hls4ml discovers it through the `hls4ml.backends` entry point (`flow.hls.plugin:register`); then
+`hls4ml.converters.convert_from_keras_model(flow.qlayers.qnet_to_keras(qnet), backend='AdderVitis',
+io_type='io_stream', ...)` works. `flow.hls.project` wraps that for a QNet (config, compile, csim).
+"""

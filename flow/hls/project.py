@@ -28,7 +28,7 @@ def hls_config(qnet: QNet, reuse: int = 1, reuse_config: dict | None = None, shi
     unknown = set(reuse_config or {}) - {op.name for op in qnet.ops}
     if unknown:
         raise AdderFlowError(f"reuse config names unknown layers: {', '.join(sorted(unknown))}")
-    return {"Model": {"Precision": "ap_int<32>", "ReuseFactor": int(reuse), "Strategy": "Resource",
+    return {"Model": {"Precision": "ap_int<32>", "ReuseFactor": int(reuse), "Strategy": "Latency",
                       "ShiftAdd": bool(shift_add)},
             "LayerName": layers}
 
@@ -109,7 +109,7 @@ def vitis_hls_available() -> bool:
 
 def set_build_options(hls_dir, csim=True, synth=True, cosim=True, export=True) -> None:
     """build_opt.tcl read by build_prj.tcl (`vitis_hls -f build_prj.tcl`)."""
-    opts = dict(reset=0, csim=int(csim), synth=int(synth), cosim=int(cosim), validation=0, export=int(export),
+    opts = dict(reset=0, csim=int(csim), synth=int(synth), cosim=int(cosim), validation=int(cosim), export=int(export),
                 vsynth=0, fifo_opt=0)
     body = "".join(f"    {k:<10} {v}\n" for k, v in opts.items())
     Path(hls_dir, "build_opt.tcl").write_text("array set opt {\n" + body + "}\n")

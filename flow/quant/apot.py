@@ -184,7 +184,7 @@ def _quantizer_class():
             self.use_weight_normalization = bool(use_weight_normalization)
             self.learnable_alpha = bool(learnable_alpha)
             self.init_alpha = float(alpha)
-            self.name = name
+            self.quantizer_name = name
             self.levels = apot_values(magnitude).astype(np.float32)
             self.alpha = tf.Variable(self.init_alpha, trainable=self.learnable_alpha, dtype=tf.float32,
                                      name="apot_alpha")
@@ -206,9 +206,6 @@ def _quantizer_class():
             q = self._project(data)
             return (tf.stop_gradient(q - data) + data) * alpha
 
-        def bits_(self):
-            return self.bits
-
         def max(self):
             return float(self.alpha.numpy())
 
@@ -222,7 +219,7 @@ def _quantizer_class():
         def get_config(self):
             return {"bits": self.bits, "alpha": float(self.alpha.numpy()), "keep_negative": self.keep_negative,
                     "use_weight_normalization": self.use_weight_normalization,
-                    "learnable_alpha": self.learnable_alpha, "name": self.name}
+                    "learnable_alpha": self.learnable_alpha, "name": self.quantizer_name}
 
         @classmethod
         def from_config(cls, config):

@@ -20,6 +20,8 @@ from flow.quant import graph as fgraph
 
 ALPHAS = (1.0, 0.99999, 0.9999, 0.9998, 0.9997, 0.9995, 0.999, 0.998, 0.997, 0.995, 0.99)
 AUTHORS_BATCH = 128
+SAMPLE_PER_BATCH = 16384
+CACHE_VERSION = "2"
 
 
 @dataclass
@@ -29,6 +31,7 @@ class CalibStats:
     input_absmax: float = 0.0
     pre_mean: dict = field(default_factory=dict)   # requant op -> per-channel mean of its float pre-activation
     out_absmax: dict = field(default_factory=dict)  # tensor -> max |x| (all tensors)
+    samples: dict = field(default_factory=dict)     # tensor -> random sample of its values (MSE clamp search)
     n_images: int = 0
 
     def clamp(self, tensor: str, alpha: float) -> float:
@@ -39,12 +42,17 @@ class CalibStats:
             raise AdderFlowError(f"alpha {alpha} was not calibrated (calibrated: {list(self.alphas)})")
         return float(self.ranges[tensor][i[0]])
 
+    def mse_clamp(self, tensor: str, bits: int) -> float:
+        """The range A minimising the mean squared error of b-bit unsigned quantization on [0, A]."""
+        return mse_optimal_clamp(self.samples[tensor], bits)
+
     def to_arrays(self) -> dict:
         out = {"alphas": np.asarray(self.alphas), "input_absmax": np.asarray(self.input_absmax),
                "n_images": np.asarray(self.n_images)}
         out.update({f"range/{k}": v for k, v in self.ranges.items()})
         out.update({f"pre_mean/{k}": v for k, v in self.pre_mean.items()})
         out.update({f"absmax/{k}": np.asarray(v) for k, v in self.out_absmax.items()})
+        out.update({f"sample/{k}": v for k, v in self.samples.items()})
         return out
 
     @classmethod
@@ -58,6 +66,8 @@ class CalibStats:
                 s.pre_mean[k[9:]] = np.asarray(z[k])
             elif k.startswith("absmax/"):
                 s.out_absmax[k[7:]] = float(z[k])
+            elif k.startswith("sample/"):
+                s.samples[k[7:]] = np.asarray(z[k])
         return s
 
 
@@ -69,6 +79,23 @@ def quantile_ranges(absx: np.ndarray, alphas) -> np.ndarray:
     part = np.partition(flat, idx)
     lookup = dict(zip(idx, part[idx]))
     return np.asarray([lookup[int(round(a * (n - 1)))] for a in alphas], dtype=np.float64)
+
+
+def mse_optimal_clamp(sample: np.ndarray, bits: int, candidates: int = 160) -> float:
+    """Grid search of the clamp A in (0, max] for round-half-up b-bit unsigned quantization."""
+    x = np.asarray(sample, dtype=np.float64).ravel()
+    top = float(x.max()) if x.size else 0.0
+    if top <= 0:
+        return 1.0
+    levels = (1 << bits) - 1
+    best_a, best_err = top, np.inf
+    for A in np.linspace(top / candidates, top, candidates):
+        step = A / levels
+        q = np.minimum(np.floor(x / step + 0.5), levels) * step
+        err = float(np.mean((q - x) ** 2))
+        if err < best_err:
+            best_a, best_err = A, err
+    return float(best_a)
 
 
 def check_images(images: np.ndarray, graph: fgraph.FloatGraph, source: str = "calibration data") -> np.ndarray:
@@ -92,6 +119,8 @@ def calibrate(graph: fgraph.FloatGraph, images: np.ndarray, alphas=ALPHAS, batch
     alphas = tuple(sorted(set(float(a) for a in alphas), reverse=True))
     per_batch: dict = {}
     sums: dict = {}
+    samples: dict = {}
+    rng = np.random.default_rng(0)
     stats = CalibStats(alphas=alphas, n_images=len(images))
 
     def observe(op, inputs, out):
@@ -104,6 +133,8 @@ def calibrate(graph: fgraph.FloatGraph, images: np.ndarray, alphas=ALPHAS, batch
             acc[1] += cnt
             if op.attrs["relu"]:
                 per_batch.setdefault(op.output, []).append(quantile_ranges(out, alphas))
+                flat = out.ravel()
+                samples.setdefault(op.output, []).append(flat[rng.integers(0, flat.size, SAMPLE_PER_BATCH)])
         m = float(np.max(np.abs(out))) if out.size else 0.0
         stats.out_absmax[op.output] = max(stats.out_absmax.get(op.output, 0.0), m)
 
@@ -117,6 +148,7 @@ def calibrate(graph: fgraph.FloatGraph, images: np.ndarray, alphas=ALPHAS, batch
         fgraph.run(graph, x, observe)
     stats.ranges = {t: np.max(np.stack(v), axis=0) for t, v in per_batch.items()}
     stats.pre_mean = {k: v[0] / v[1] for k, v in sums.items()}
+    stats.samples = {t: np.concatenate(v).astype(np.float32) for t, v in samples.items()}
     return stats
 
 
@@ -136,7 +168,7 @@ def calibrate_cached(graph: fgraph.FloatGraph, images: np.ndarray, alphas=ALPHAS
 
     images = check_images(images, graph)
     alphas = tuple(sorted(set(float(a) for a in alphas), reverse=True))
-    key = hashlib.sha1((graph_digest(graph) + json.dumps(alphas)).encode())
+    key = hashlib.sha1((CACHE_VERSION + graph_digest(graph) + json.dumps(alphas)).encode())
     key.update(np.ascontiguousarray(images).tobytes())
     folder = Path(cache) if cache is not None else cache_dir() / "calibration"
     path = folder / f"{graph.name}_{key.hexdigest()[:16]}.npz"

@@ -109,14 +109,14 @@ class GraphBuilder:
 
     @staticmethod
     def batchnorm(e: dict, gamma, beta, mean, var, eps=BN_EPS) -> dict:
-        """BN over a single-term expression; remembers the BN so it can be re-estimated."""
-        if len(e["terms"]) != 1 or np.any(e["b"] != 0):
+        """BN over a single-term expression c * t + b0; remembers the BN so it can be re-estimated."""
+        if len(e["terms"]) != 1 or e["terms"][0][2] is not None:
             raise AdderFlowError("BatchNorm must follow a conv/adder/dense layer directly")
         t, c, _ = e["terms"][0]
         gamma, beta, mean, var = (np.asarray(v, dtype=np.float64) for v in (gamma, beta, mean, var))
         a = gamma / np.sqrt(var + eps)
-        bn = {"pre": c, "gamma": gamma, "beta": beta, "mean": mean, "var": var, "eps": float(eps)}
-        return {"terms": [(t, c * a, bn)], "b": beta - a * mean}
+        bn = {"pre": c, "pre_b": e["b"], "gamma": gamma, "beta": beta, "mean": mean, "var": var, "eps": float(eps)}
+        return {"terms": [(t, c * a, bn)], "b": beta + a * (e["b"] - mean)}
 
     @staticmethod
     def add(e1: dict, e2: dict) -> dict:
@@ -214,6 +214,31 @@ def pre_activation(op: FOp, inputs: list) -> np.ndarray:
     for k, t in enumerate(inputs):
         v += t * a[k]
     return v.astype(np.float32)
+
+
+def recalibrate_bn(graph: FloatGraph, images_uint8: np.ndarray) -> FloatGraph:
+    """Set every BatchNorm's statistics to those of the float network on these images (in order, so
+    later layers see the recalibrated earlier ones). Makes seeded random weights produce live activations."""
+    x = graph.normalize(images_uint8)
+
+    def observe(op, inputs, out):
+        if op.kind != "requant" or not any(op.attrs["bn"]):
+            return
+        for k, bn in enumerate(op.attrs["bn"]):
+            if bn is None:
+                continue
+            c = inputs[k].shape[-1]
+            z = inputs[k].reshape(-1, c).astype(np.float64) * bn["pre"] + bn["pre_b"]
+            old_a = bn["gamma"] / np.sqrt(bn["var"] + bn["eps"])
+            old_b = bn["beta"] + old_a * (bn["pre_b"] - bn["mean"])
+            bn["mean"], bn["var"] = z.mean(axis=0), z.var(axis=0)
+            new_a = bn["gamma"] / np.sqrt(bn["var"] + bn["eps"])
+            op.arrays["a"][k] = bn["pre"] * new_a
+            op.arrays["b"] = op.arrays["b"] - old_b + bn["beta"] + new_a * (bn["pre_b"] - bn["mean"])
+        out[...] = run_float_op(op, {t: v for t, v in zip(op.inputs, inputs)})
+
+    run(graph, x, observe)
+    return graph
 
 
 def run(graph: FloatGraph, x: np.ndarray, observe=None) -> np.ndarray:

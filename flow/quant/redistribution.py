@@ -58,6 +58,7 @@ class QuantConfig:
     extra: dict = field(default_factory=dict)
 
     def resolved(self) -> "QuantConfig":
+        self.check()
         c = QuantConfig(**asdict(self))
         if c.alpha is None:
             c.alpha = DEFAULT_ALPHA[c.method]
@@ -76,7 +77,7 @@ class QuantConfig:
             raise AdderFlowError(f"groups must be a positive integer, got {self.groups}")
         alphas = self.alpha.values() if isinstance(self.alpha, dict) else [self.alpha]
         for a in alphas:
-            if a is not None and not (isinstance(a, (int, float)) and 0 < a <= 1):
+            if a is not None and a != "mse" and not (isinstance(a, (int, float)) and 0 < a <= 1):
                 raise AdderFlowError(f"alpha must lie in (0, 1], got {a}")
         for flag, b in (("apot-first", self.bits_first), ("apot-last", self.bits_last)):
             if getattr(self, flag.replace("-", "_")) and not 2 <= b <= 7:
@@ -84,10 +85,11 @@ class QuantConfig:
         if not 0 <= self.apot_requant <= 8:
             raise AdderFlowError(f"apot-requant terms must be in 0..8, got {self.apot_requant}")
 
-    def alpha_for(self, tensor: str) -> float:
-        if isinstance(self.alpha, dict):
-            return float(self.alpha.get(tensor, self.alpha.get("*", DEFAULT_ALPHA[self.method])))
-        return float(self.alpha)
+    def alpha_for(self, tensor: str):
+        """A quantile in (0, 1] or "mse" (the clamp minimising the activation's quantization MSE)."""
+        a = self.alpha.get(tensor, self.alpha.get("*", DEFAULT_ALPHA[self.method])) if isinstance(self.alpha, dict) \
+            else self.alpha
+        return a if isinstance(a, str) else float(a)
 
 
 # ---- per-layer weight quantization -------------------------------------------------------------
@@ -185,6 +187,10 @@ def build_qnet(graph: FloatGraph, stats: CalibStats, cfg: QuantConfig, calib_ima
     """The integer network. `calib_images` (uint8) are needed for bias correction / BN re-estimation."""
     cfg = cfg.resolved()
     cfg.check()
+    for fo in graph.ops:
+        if fo.kind == "adder2d" and cfg.groups > fo.arrays["weight"].shape[-1]:
+            raise AdderFlowError(f"layer {fo.name}: groups={cfg.groups} exceeds its "
+                                 f"{fo.arrays['weight'].shape[-1]} output channels")
     b = cfg.bits
     L = (1 << b) - 1
     tensors: dict = {}
@@ -243,11 +249,13 @@ def build_qnet(graph: FloatGraph, stats: CalibStats, cfg: QuantConfig, calib_ima
         elif fo.kind == "requant":
             if fo.attrs["relu"]:
                 alpha = cfg.alpha_for(fo.output)
-                A = stats.clamp(fo.output, alpha)
+                A = stats.mse_clamp(fo.output, b) if alpha == "mse" else stats.clamp(fo.output, alpha)
+                A = A if A > 0 else 1.0   # an all-zero tensor: any scale represents it
                 out_spec = TensorSpec(fo.output, shape, b, False, A / L, "act")
             else:
                 ob = cfg.output_bits
-                peak = max(stats.out_absmax.get(fo.output, 1.0), 1e-6) * 1.25
+                peak = stats.out_absmax.get(fo.output, 1.0) * 1.25
+                peak = peak if peak > 0 else 1.0
                 alpha, A = None, None
                 out_spec = TensorSpec(fo.output, shape, ob, True, peak / ((1 << (ob - 1)) - 1), "act")
             tensors[fo.output] = out_spec
@@ -371,10 +379,10 @@ def reestimate_bn(fo, ins, lsb, off) -> tuple[np.ndarray, np.ndarray]:
         if bn is None:
             continue
         C = a.shape[1]
-        z = (ins[k].reshape(-1, C) * lsb[k] + off[k]) * bn["pre"]
+        z = (ins[k].reshape(-1, C) * lsb[k] + off[k]) * bn["pre"] + bn["pre_b"]
         mean, var = z.mean(axis=0), z.var(axis=0)
         old = bn["gamma"] / np.sqrt(bn["var"] + bn["eps"])
         new = bn["gamma"] / np.sqrt(var + bn["eps"])
         a[k] = bn["pre"] * new
-        b = b - (bn["beta"] - old * bn["mean"]) + (bn["beta"] - new * mean)
+        b = b - (bn["beta"] + old * (bn["pre_b"] - bn["mean"])) + (bn["beta"] + new * (bn["pre_b"] - mean))
     return a, b

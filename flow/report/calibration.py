@@ -102,17 +102,20 @@ class PECost:
         """|a - w| + accumulate at `bits` operands, re-based to the real accumulator width (1 LUT+FF/bit)."""
         c = self._at("sad_acc", bits, 1)
         d = acc_bits - c["acc_bits"]
-        return {"LUT": c["LUT"] + d, "FF": c["FF"] + d, "CARRY": c["CARRY"] + d / 4, "DSP": 0.0}
+        return {"LUT": max(0.0, c["LUT"] + d), "FF": max(0.0, c["FF"] + d), "CARRY": max(0.0, c["CARRY"] + d / 4),
+                "DSP": 0.0}
 
     def mac_lane(self, a_bits: int, w_bits: int, acc_bits: int, dsp: bool) -> dict:
         """x*w + accumulate; an a x w product priced at the square table point sqrt(a*w) (LUT area ~ a*w)."""
+        if dsp:   # product in the DSP; the accumulation/adder tree stays in fabric at accumulator width
+            add = self.add(acc_bits)
+            return {"LUT": add["LUT"], "FF": add["FF"] + a_bits + w_bits, "CARRY": add["CARRY"],
+                    "DSP": float(dsp_count(a_bits, w_bits))}
         b = math.sqrt(a_bits * w_bits)
-        c = self._at("mac_acc", b, 1 if dsp else 0)
+        c = self._at("mac_acc", b, 0)
         d = acc_bits - c["acc_bits"]
-        out = {"LUT": c["LUT"] + d, "FF": c["FF"] + d, "CARRY": c["CARRY"] + d / 4, "DSP": 0.0}
-        if dsp:
-            out["DSP"] = float(dsp_count(a_bits, w_bits))
-        return out
+        return {"LUT": max(0.0, c["LUT"] + d), "FF": max(0.0, c["FF"] + d), "CARRY": max(0.0, c["CARRY"] + d / 4),
+                "DSP": 0.0}
 
     def add(self, width: int) -> dict:
         c = self._at("add", width, 0)

@@ -14,7 +14,8 @@ Schedule (per image):
 * design variants the template does NOT generate today, modelled so the fitting can show what they buy
   (reported per layer as "variant"): a requant named in `reuse` is time-multiplexed over R cycles per
   pixel with ceil(C/R) lanes; `fuse_requant=True` merges each requant into the window layer feeding it
-  (no accumulator stream, no separate process).
+  (no accumulator stream, no separate process); `narrow_partial_sums=True` types the SAD adder-tree
+  partial sums by their bound instead of the accumulator width (the template adds at accum_t width).
 * processes run concurrently: the interval is the slowest process; the latency is the longest
   start-to-end path through the graph at the clock.
 Resources: lanes x the yosys-calibrated element costs (calibration.PECost) + memories + line buffers +
@@ -64,12 +65,24 @@ def csd_terms_of(op, shift_add_all: bool = False) -> int:
     return max(1, int(csd_nonzero_digits(op.arrays[arr]).max()))
 
 
-def memory(depth: int, width: int, lut_max_depth: int, lut_per_64: float = 1.0) -> dict:
-    """A depth x width memory: LUT ROM/RAM when shallow, else BRAM18K."""
+def memory(depth: int, width: int, lut_max_depth: int) -> dict:
+    """A depth x width ROM: LUT6 ROMs (64 words x 1 bit each) when shallow, else BRAM18K."""
     if depth <= 0 or width <= 0:
         return _zero()
     if depth <= lut_max_depth:
-        return {**_zero(), "LUT": width * math.ceil(depth / 64) * lut_per_64}
+        return {**_zero(), "LUT": float(width * math.ceil(depth / 64))}
+    return {**_zero(), "BRAM_18K": float(bram18_for(depth, width))}
+
+
+def lutram(depth: int, width: int, lut_max_depth: int) -> dict:
+    """A simple-dual-port RAM with up to 3 read ports: RAM32M (32 x 6 bits in 4 LUTs) or RAM64M
+    (64 x 3 bits in 4 LUTs) when shallow, else BRAM18K."""
+    if depth <= 0 or width <= 0:
+        return _zero()
+    if depth <= 32:
+        return {**_zero(), "LUT": 4.0 * math.ceil(width / 6)}
+    if depth <= lut_max_depth:
+        return {**_zero(), "LUT": 4.0 * math.ceil(width / 3) * math.ceil(depth / 64)}
     return {**_zero(), "BRAM_18K": float(bram18_for(depth, width))}
 
 
@@ -89,11 +102,16 @@ def shifter_lut(width: int, max_shift: int) -> float:
 
 class Estimator:
     def __init__(self, net: QNet, board: Board, clock_mhz: float, reuse=None, shift_add_all: bool = False,
-                 fifo_depth: str | None = None, fuse_requant: bool = False, pe: PECost | None = None):
+                 fifo_depth: str | None = None, fuse_requant: bool = False, narrow_partial_sums: bool = False,
+                 include_platform: bool = True, strict: bool = True, pe: PECost | None = None):
         self.net, self.board, self.clock_mhz = net, board, float(clock_mhz)
         self.pe = pe or PECost(FAMILY_OF_BOARD.get(board.family, "xc7"))
         self.shift_add_all = shift_add_all
         self.fuse_requant = fuse_requant
+        self.narrow_partial_sums = narrow_partial_sums
+        self.include_platform = include_platform
+        self.strict = strict
+        self.warnings: list = []
         self.fifo_depth = fifo_depth or assumption("fifo_depth")
         if self.fifo_depth not in ("hls4ml-default", "minimal"):
             raise ValueError(f"fifo_depth must be 'hls4ml-default' or 'minimal', got {self.fifo_depth}")
@@ -105,9 +123,11 @@ class Estimator:
         names = {o.name for o in self.net.ops}
         if isinstance(reuse, dict):
             unknown = sorted(set(reuse) - names)
-            if unknown:
+            if unknown and self.strict:
                 from flow.errors import AdderFlowError
                 raise AdderFlowError(f"reuse factor given for unknown layer(s) {', '.join(unknown)}")
+            if unknown:
+                self.warnings.append(f"reuse factors for unknown layer(s) ignored: {', '.join(unknown)}")
         for o in self.net.ops:
             if o.kind == "requant":   # only when asked by name: a time-multiplexed requant is a proposal
                 if isinstance(reuse, dict) and o.name in reuse:
@@ -147,7 +167,11 @@ class Estimator:
         csd = 0
         # datapath lanes
         if adder:
-            lane = self.pe.sad_lane(max(a_bits, w_bits), acc_bits)
+            lane_acc = acc_bits
+            if self.narrow_partial_sums:   # tree adds sized to their bound, only the last at acc width
+                t = terms_per_acc
+                lane_acc = ((t - 1) * (max(a_bits, w_bits) + 1 + math.log2(t) / 2) + acc_bits) / t
+            lane = self.pe.sad_lane(max(a_bits, w_bits), lane_acc)
             mult_impl = "none (SAD)"
         else:
             csd = csd_terms_of(op, self.shift_add_all)
@@ -170,7 +194,7 @@ class Estimator:
         # line buffer lbuf[G][K][WP][C] partitioned on G, K, C: G*K*C memories of depth WP, width a_bits
         groups = len(op.arrays.get("group_in_mult", [0])) if adder else 1
         if g["K"] > 1:
-            parts["line_buffer"] = _add_into(_zero(), memory(g["WP"], a_bits, assumption("lutram_max_depth"), 2.0),
+            parts["line_buffer"] = _add_into(_zero(), lutram(g["WP"], a_bits, assumption("lutram_max_depth")),
                                              groups * g["K"] * g["C"])
         else:
             parts["line_buffer"] = {**_zero(), "FF": groups * g["C"] * a_bits}
@@ -216,6 +240,7 @@ class Estimator:
         acc_bits = self.net.tensors[op.output].bits
         csd = csd_terms_of(op, self.shift_add_all)
         parts = {}
+        lane_mults = lanes
         if csd:
             max_exp = int(np.abs(w).max()).bit_length()
             lane = _zero()
@@ -228,7 +253,12 @@ class Estimator:
             dsp = uses_dsp(a_bits, w_bits)
             lane = self.pe.mac_lane(a_bits, w_bits, acc_bits, dsp)
             impl, n_mult = ("DSP" if dsp else "LUT multiplier"), lanes
-        parts["lanes"] = _add_into(_zero(), lane, lanes)
+            if rf == 1:   # constant weights: 0 / +-2^k products are folded into shifts by HLS
+                trivial = int(np.count_nonzero(csd_nonzero_digits(w) <= 1))
+                n_mult = lanes - trivial
+                parts["trivial_products"] = _add_into(_zero(), self.pe.add(acc_bits), trivial)
+                lane_mults = n_mult
+        parts["lanes"] = _add_into(_zero(), lane, lanes if csd or rf != 1 else lane_mults)
         parts["weights"] = _zero() if rf == 1 else memory(rf, lanes * w_bits + lanes * csd * 10,
                                                           assumption("rom_lut_max_depth"))
         parts["control"] = {**_zero(), "LUT": assumption("control_lut"), "FF": assumption("control_ff")}
@@ -262,13 +292,16 @@ class Estimator:
                 _add_into(lane, self.pe.add(sum_bits), csd)
                 if r > 1:   # exponents change per cycle: a barrel shifter per term
                     lane["LUT"] += csd * shifter_lut(sum_bits, max_exp)
+            elif int(csd_nonzero_digits(mult).max()) <= 1:   # 0 / +-2^k: HLS folds into a shift
+                _add_into(lane, self.pe.add(sum_bits))
             else:
                 dsp = uses_dsp(b, m_bits)
                 dsp_any |= dsp
                 _add_into(lane, self.pe.const_mul(b, m_bits, dsp))
                 _add_into(lane, self.pe.add(sum_bits))
                 n_mult += 1
-        _add_into(lane, self.pe.add(sum_bits))                       # bias (+ rounding constant)
+        if shift > 0 or np.any(np.asarray(op.arrays["bias"]) != 0):
+            _add_into(lane, self.pe.add(sum_bits))                   # bias (+ rounding constant)
         lane["LUT"] += max(1, sum_bits - shift) + out.bits           # clip compare + select
         lane["FF"] += out.bits
         parts = {"lanes": _add_into(_zero(), lane, lanes),
@@ -345,7 +378,7 @@ class Estimator:
         for s in streams:
             _add_into(fifo_total, s["resources"])
         platform = {**_zero(), "LUT": assumption("platform_lut"), "FF": assumption("platform_ff"),
-                    "BRAM_18K": assumption("platform_bram_18k")}
+                    "BRAM_18K": assumption("platform_bram_18k")} if self.include_platform else _zero()
         grand = _add_into(_add_into(_add_into(_zero(), total), fifo_total), platform)
         interval = max(L["cycles"] for L in layers)
         bottleneck = max(layers, key=lambda L: L["cycles"])["name"]
@@ -365,7 +398,8 @@ class Estimator:
                                         "platform (AXI DMA, interconnect)": _rounded(platform)}},
             "per_layer": layers, "streams": streams,
             "assumptions": {"fifo_depth": self.fifo_depth, "shift_add_all": self.shift_add_all,
-                            "fuse_requant": self.fuse_requant,
+                            "fuse_requant": self.fuse_requant, "narrow_partial_sums": self.narrow_partial_sums,
+                            "include_platform": self.include_platform,
                             "requant_reuse": {k: v for k, v in self.reuse.items() if net.op(k).kind == "requant"}},
         }
 
@@ -412,7 +446,13 @@ def estimate(net: QNet, board: Board, clock_mhz: float, reuse=None, **kw) -> dic
     out["calibration"] = {"source": SOURCE, **est.pe.describe(),
                           "assumptions": {k: {"value": v, "why": why} for k, (v, why) in ASSUMPTIONS.items()}}
     out["reuse"] = dict(est.reuse)
+    out["warnings"] = est.warnings
     return out
+
+
+def _res(layer: dict, k: str) -> float:
+    """A layer's resource k, from an estimator layer ({'resources': {...}}) or a report row (flat)."""
+    return (layer.get("resources") or layer).get(k, 0) or 0
 
 
 def board_fit(resources: dict, board: Board, per_layer: list | None = None) -> dict:
@@ -432,13 +472,13 @@ def board_fit(resources: dict, board: Board, per_layer: list | None = None) -> d
         worst = over or [max(RESOURCES, key=lambda k: rows[k]["utilisation_pct"])]
         hints = []
         for k in worst:
-            top = sorted(per_layer, key=lambda L: -L["resources"].get(k, 0))[:3]
-            hints.append({"resource": k, "layers": [{"name": L["name"], k: L["resources"].get(k, 0),
-                                                     "reuse_factor": L.get("rf", 1)} for L in top if
-                                                    L["resources"].get(k, 0) > 0]})
+            top = sorted(per_layer, key=lambda L: -_res(L, k))[:3]
+            hints.append({"resource": k, "layers": [{"name": L["name"], k: _res(L, k),
+                                                     "reuse_factor": L.get("rf", L.get("reuse_factor", 1))}
+                                                    for L in top if _res(L, k) > 0]})
         out["retune"] = hints
         if over:
-            names = ", ".join(h["layers"][0]["name"] for h in hints if h["layers"])
+            names = ", ".join(dict.fromkeys(h["layers"][0]["name"] for h in hints if h["layers"]))
             out["advice"] = (f"over capacity in {', '.join(over)}: raise the reuse factor of {names} "
                              f"(or use shift-add constants / a larger board)")
     return out

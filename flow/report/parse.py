@@ -97,7 +97,9 @@ def parse_reports(hls_dir) -> dict | None:
         view = _hls4ml_view(d, xml, stack)
         with contextlib.redirect_stdout(io.StringIO()):   # it prints "... not found." for each absent file
             raw = parse_vivado_report(str(view)) or {}
-    out = {"csynth_xml": str(xml), "tool_version": _xml_text(xml, "./ReportVersion/Version"),
+    version = _xml_text(xml, "./ReportVersion/Version") or ""
+    tool = "vivado_hls" if version[:4].isdigit() and version < "2020.2" else "vitis_hls"  # renamed in 2020.2
+    out = {"csynth_xml": str(xml), "tool": tool, "tool_version": version,
            "part": _xml_text(xml, "./UserAssignments/Part"), "hls4ml_raw": raw}
     cs = raw.get("CSynthesisReport")
     if cs:

@@ -1,0 +1,71 @@
+"""Helpers for the quantization benchmarks: the official ResNet-20, cached calibration, golden accuracy.
+
+The protocol of issue 4: calibrate on the first 512 images of train2k, choose options on train2k
+images 1000-1999, report on all of test1k.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from flow import golden
+from flow.quant.calibrate import ALPHAS, calibrate_cached
+from flow.quant.redistribution import QuantConfig, build_qnet
+
+CALIB = slice(0, 512)
+SELECT = slice(1000, 2000)
+
+
+class Experiment:
+    def __init__(self, graph, calib_images, progress: bool = True):
+        self.graph, self.calib = graph, np.asarray(calib_images)
+        self.stats = calibrate_cached(graph, self.calib, ALPHAS, progress=progress)
+
+    def build(self, **cfg):
+        return build_qnet(self.graph, self.stats, QuantConfig(**cfg), calib_images=self.calib)
+
+    def accuracy(self, images, labels, **cfg) -> tuple[float, dict]:
+        """Golden-model top-1 (%) and extras: cross-entropy (nats/image), timings, the QNet."""
+        t0 = time.time()
+        net = self.build(**cfg)
+        t1 = time.time()
+        logits = net.dequantize_output(golden.predict_int(net, images))
+        t2 = time.time()
+        pred = logits.argmax(axis=1)
+        return 100.0 * float(np.mean(pred == labels)), {"build_s": t1 - t0, "golden_s": t2 - t1, "net": net,
+                                                        "ce": cross_entropy(logits, labels)}
+
+    def float_accuracy(self, images, labels) -> float:
+        from flow.quant.graph import predict
+
+        return 100.0 * float(np.mean(predict(self.graph, images).argmax(axis=1) == labels))
+
+
+def cross_entropy(logits, labels) -> float:
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-np.mean(logp[np.arange(len(labels)), labels]))
+
+
+def official_resnet20(shared=None):
+    """(graph, train x, train y, test x, test y) from ../shared, or None when it is absent."""
+    from flow.checkpoint import load_state_dict
+    from flow.paths import shared_dir
+    from flow.quant.graph import from_resnet20_state_dict
+
+    d = shared or shared_dir()
+    if d is None:
+        return None
+    sd = load_state_dict(d / "models" / "ResNet20-AdderNet.pth")
+    tr = np.load(d / "data" / "cifar10_train2k.npz")
+    te = np.load(d / "data" / "cifar10_test1k.npz")
+    return from_resnet20_state_dict(sd), tr["x"], tr["y"].astype(np.int64), te["x"], te["y"].astype(np.int64)
+
+
+def markdown_table(header: list, rows: list) -> str:
+    out = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        out.append("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in r) + " |")
+    return "\n".join(out)

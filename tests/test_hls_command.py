@@ -1,0 +1,59 @@
+"""`adderflow hls`: outputs, C simulation report, refusal to overwrite, missing vitis_hls (exit 2)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from flow.cli import main
+from flow.hls.random_qnet import random_qnet
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    net = random_qnet(5, height=6, width=6, in_channels=2, max_channels=6)
+    net.save(tmp_path / "qnet_in")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "test.npz", x=rng.integers(0, 256, (5, 6, 6, 2), dtype=np.uint8),
+             y=rng.integers(0, net.output_spec.shape[0], 5))
+    return tmp_path
+
+
+def test_hls_command_csim_and_report(tiny, capsys):
+    out = tiny / "build"
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--bits", "4", "--board", "pynq-z2", "--out", str(out),
+               "--csim", "5", "--data", str(tiny / "test.npz"), "--reuse", "2"])
+    assert rc == 0, capsys.readouterr()
+    rep = json.loads((out / "report.json").read_text())
+    for key in ("model", "bits", "board", "part", "clock_mhz", "source", "csim", "latency", "resources"):
+        assert key in rep
+    assert rep["part"] == "xc7z020clg400-1"
+    cs = rep["csim"]
+    assert cs["images"] == 5 and cs["mismatches"] == 0 and cs["accuracy"] == cs["golden_accuracy"]
+    assert cs["compile_s"] > 0 and cs["csim_images_per_s"] > 0
+    assert (out / "hls_prj" / "firmware" / "myproject.cpp").is_file()
+    assert (out / "qnet" / "qnet.json").is_file()
+    tb = (out / "hls_prj" / "tb_data" / "tb_output_predictions.dat").read_text().splitlines()
+    assert len(tb) == 5
+    # never overwritten without --force
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out)])
+    assert rc == 1
+    assert "--force" in capsys.readouterr().err
+
+
+def test_synth_without_vitis_exits_2_keeping_outputs(tiny, capsys, monkeypatch):
+    if shutil.which("vitis_hls"):
+        pytest.skip("vitis_hls is installed here")
+    out = tiny / "b2"
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out), "--synth"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "vitis_hls" in err[0]
+    assert (out / "report.json").is_file() and (out / "hls_prj" / "build_prj.tcl").is_file()
+
+
+def test_bad_input_is_one_line(tiny, capsys):
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(tiny / "b3"), "--csim", "3"])
+    assert rc == 1 and "--data" in capsys.readouterr().err
+    rc = main(["hls", "--qnet", str(tiny / "nope"), "--out", str(tiny / "b4")])
+    assert rc == 1

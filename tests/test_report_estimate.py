@@ -1,0 +1,138 @@
+"""The analytical estimate: schedule arithmetic, resource monotonicity, labelling, fitting."""
+
+import math
+
+import pytest
+
+from flow.boards import get_board
+from flow.report.calibration import PE_COST_CSV, PECost, bram18_for
+from flow.report.estimate import Estimator, board_fit, estimate
+from flow.report.example import resnet20_qnet
+from flow.report.fit import balanced_reuse, fit_reuse
+
+PYNQ = get_board("pynq-z2")
+
+
+@pytest.fixture(scope="module")
+def adder_net():
+    return resnet20_qnet(4, adder=True, apot_terms=2)
+
+
+@pytest.fixture(scope="module")
+def cnn_net():
+    return resnet20_qnet(4, adder=False)
+
+
+def test_pe_table_is_committed_and_complete():
+    assert PE_COST_CSV.is_file()
+    for fam in ("xc7", "xcup"):
+        pe = PECost(fam)
+        for b in range(2, 9):
+            assert pe.sad_lane(b, 16)["DSP"] == 0
+            assert pe.mac_lane(b, b, 16, dsp=False)["LUT"] > pe.sad_lane(b, 16)["LUT"]   # multiplier > SAD
+
+
+def test_bram_aspect_ratios():
+    assert bram18_for(512, 36) == 1 and bram18_for(513, 36) == 2 and bram18_for(1024, 18) == 1
+    assert bram18_for(64, 288) == 8 and bram18_for(0, 10) == 0
+
+
+def test_window_layer_schedule(adder_net):
+    est = Estimator(adder_net, PYNQ, 100, reuse=8)
+    op = adder_net.op("s1b0_conv1")
+    m = est.op_model(op)
+    n = 3 * 3 * 16 * 16
+    assert m["lanes"] == math.ceil(n / 8)
+    assert m["pixels_in"] == 34 * 34 and m["pixels_out"] == 32 * 32
+    assert m["cycles"] == 34 * 34 + 32 * 32 * m["cycles_per_output"]
+    assert m["cycles_per_output"] >= 8
+    assert m["mult_impl"] == "none (SAD)" and m["resources"]["DSP"] == 0
+
+
+def test_more_reuse_fewer_lanes_more_cycles(adder_net):
+    a = estimate(adder_net, PYNQ, 100, reuse=4)
+    b = estimate(adder_net, PYNQ, 100, reuse=64)
+    la = {L["name"]: L for L in a["per_layer"]}
+    lb = {L["name"]: L for L in b["per_layer"]}
+    assert lb["s3b1_conv1"]["lanes"] < la["s3b1_conv1"]["lanes"]
+    assert lb["s3b1_conv1"]["cycles"] > la["s3b1_conv1"]["cycles"]
+    assert b["resources"]["LUT"] < a["resources"]["LUT"]
+    assert b["latency"]["interval_cycles"] > a["latency"]["interval_cycles"]
+
+
+def test_interval_is_slowest_layer_and_labels(adder_net):
+    e = estimate(adder_net, PYNQ, 100, reuse={"s1b0_conv1": 64})
+    assert e["latency"]["interval_cycles"] == max(L["cycles"] for L in e["per_layer"])
+    assert e["latency"]["bottleneck"] == "s1b0_conv1"
+    assert e["latency"]["images_per_s"] == pytest.approx(100e6 / e["latency"]["interval_cycles"])
+    assert e["latency"]["cycles"] >= e["latency"]["interval_cycles"]
+    assert e["source"] == e["latency"]["source"] == e["resources"]["source"] == "estimate"
+    assert "pe_table" in e["calibration"] and e["calibration"]["assumptions"]
+
+
+def test_zero_dsp_adder_vs_cnn_dsp(adder_net, cnn_net):
+    ea = estimate(adder_net, PYNQ, 100, reuse=32)
+    ec = estimate(cnn_net, PYNQ, 100, reuse=32)
+    assert ea["resources"]["DSP"] == 0                    # SAD + APoT requant + shift-add conv1/fc
+    assert ec["resources"]["DSP"] > 0                     # 24-bit requant multipliers remain
+    sad = sum(L["parts"]["lanes"]["LUT"] for L in ea["per_layer"] if L["kind"] == "adder2d")
+    mac = sum(L["parts"]["lanes"]["LUT"] for L in ec["per_layer"] if L["kind"] == "conv2d" and L["name"] != "conv1")
+    assert mac > 2 * sad                                  # 4-bit LUT multipliers cost > 2x the SAD lanes
+
+
+def test_unknown_reuse_layer_is_an_error(adder_net):
+    from flow.errors import AdderFlowError
+    with pytest.raises(AdderFlowError, match="nosuchlayer"):
+        estimate(adder_net, PYNQ, 100, reuse={"nosuchlayer": 4})
+
+
+def test_board_fit_names_layers_to_retune(adder_net):
+    e = estimate(adder_net, PYNQ, 100, reuse=1)          # fully parallel: far over the board
+    fit = board_fit(e["resources"], PYNQ, e["per_layer"])
+    assert not fit["fits"] and not fit["resources"]["LUT"]["fits"]
+    assert fit["resources"]["LUT"]["available"] == 53_200
+    assert fit["retune"][0]["layers"] and "raise the reuse factor" in fit["advice"]
+
+
+def test_balanced_reuse_is_maximal(adder_net):
+    target = 100e6 / 3000
+    reuse, too_slow = balanced_reuse(adder_net, PYNQ, target, 100)
+    assert not [t for t in too_slow if t["kind"] in ("conv2d", "adder2d", "dense")]
+    est = Estimator(adder_net, PYNQ, 100, reuse)
+    for name, rf in reuse.items():
+        op = adder_net.op(name)
+        assert est.op_model(op)["cycles"] <= target
+        lanes = math.ceil(op.arrays["weight"].size / rf)
+        if lanes > 1:   # one lane fewer would be too slow
+            est2 = Estimator(adder_net, PYNQ, 100, {name: math.ceil(op.arrays["weight"].size / (lanes - 1))})
+            assert est2.op_model(op)["cycles"] > target
+
+
+def test_fit_reports_binding_resource(adder_net):
+    f = fit_reuse(adder_net, "pynq-z2", 3000, 100)
+    assert f["source"] == "estimate"
+    assert f["latency"]["images_per_s"] >= 3000 * 0.999
+    if not f["fits"]:
+        assert f["binding"] in ("LUT", "FF", "BRAM_18K", "DSP")
+        assert "max_fps_that_fits" in f
+    big = fit_reuse(adder_net, "zcu104", 3000, 100, tune_requant=True, fuse_requant=True, fifo_depth="minimal")
+    assert big["fits"] and big["binding"] is None
+
+
+def test_unreachable_rate_names_the_stream(adder_net):
+    f = fit_reuse(adder_net, "zcu104", 200_000, 100)
+    assert not f["meets_target"] and f["binding"].startswith("stream rate")
+
+
+def test_fixture_class_dsp_rule():
+    """Dense 16 -> 5 on 16-bit values at RF=1 (the csynth fixture's class): one DSP per product whose
+    constant weight is not 0 / +-2^k."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from estimator_vs_fixture import fixture_class_qnet
+
+    for trivial in (0, 7):
+        e = estimate(fixture_class_qnet(trivial), PYNQ, 200, reuse=1, include_platform=False)
+        assert e["resources"]["DSP"] == 80 - trivial
+        assert e["resources"]["BRAM_18K"] == 0
