@@ -110,7 +110,7 @@ def test_layout_mismatch_between_driver_and_bitstream_is_a_dma_error(stock_build
     from flow.driver.packing import Layout
     lay = ov.output_layout                             # a driver expecting fewer output words than the IP sends
     monkeypatch.setattr(ov, "output_layout", Layout(2, lay.value_bits, lay.signed, lay.word_bits))
-    with pytest.raises(DmaError, match="error status 0x10"):
+    with pytest.raises(DmaError, match=r"DMASR 0x10: internal error"):
         ov.predict_int(_images(4))
     assert len(ov.allocator.live) == 0
 

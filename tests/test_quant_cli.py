@@ -19,6 +19,11 @@ def digits_npz(tmp_path_factory):
     return p
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADDERFLOW_CACHE", str(tmp_path / "cache"))
+
+
 def one_error_line(capsys, rc, text):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1
@@ -58,7 +63,7 @@ def test_quantize_bad_options(tmp_path, digits_npz, capsys, args, text):
 
 @pytest.mark.parametrize("content,text", [
     ("nan", "NaN"),
-    ("empty", "no samples"),
+    ("empty", "has no samples"),
 ])
 def test_quantize_bad_calibration_data(tmp_path, capsys, content, text):
     p = tmp_path / "bad.npz"

@@ -24,8 +24,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from flow.commands.quantize import check_out_dir
-    from flow.data import load_dataset
+    from flow.commands.quantize import check_out_dir, load_calibration
     from flow.qnet import QNetError, load
     from flow.quant.api import load_graph
     from flow.quant.calibrate import calibrate_cached, check_images
@@ -33,7 +32,7 @@ def run(args) -> int:
 
     out = Path(args.out)
     check_out_dir(out, args.force)
-    x, _ = load_dataset(args.calib, split="train", limit=args.calib_limit)
+    x = load_calibration(args.calib, args.calib_limit)
     graph = load_graph(args.model, args.weights)
     check_images(x, graph, str(args.calib))
     stats = calibrate_cached(graph, x, progress=True)

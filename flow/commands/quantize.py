@@ -57,13 +57,35 @@ def parse_alpha(text):
     return a
 
 
+def load_calibration(source, limit):
+    """Calibration images (uint8); NaN/inf or empty data is named before the loader's own checks."""
+    from flow.data import load_dataset
+
+    if limit is not None and limit <= 0:
+        raise AdderFlowError(f"--calib-limit must be positive, got {limit}")
+    p = Path(str(source))
+    if p.suffix == ".npz" and p.is_file():
+        import numpy as np
+
+        try:
+            with np.load(p) as z:
+                x = z["x"] if "x" in z.files else None
+        except Exception as exc:
+            raise AdderFlowError(f"{p}: cannot read calibration data ({type(exc).__name__})") from None
+        if x is not None and x.size == 0:
+            raise AdderFlowError(f"{p}: calibration data has no samples")
+        if x is not None and x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+            raise AdderFlowError(f"{p}: calibration data contains NaN or infinite values")
+    x, _ = load_dataset(source, split="train", limit=limit)
+    return x
+
+
 def check_out_dir(out: Path, force: bool) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise AdderFlowError(f"{out} exists; pass --force to overwrite it")
 
 
 def run(args) -> int:
-    from flow.data import load_dataset
     from flow.quant.redistribution import QuantConfig
 
     out = Path(args.out)
@@ -73,9 +95,7 @@ def run(args) -> int:
                       bn_reestimation=args.bn_reestimation, bits_first=args.bits_first, bits_last=args.bits_last,
                       apot_first=args.apot_first, apot_last=args.apot_last, apot_requant=args.apot_requant)
     cfg.check()
-    if args.calib_limit is not None and args.calib_limit <= 0:
-        raise AdderFlowError(f"--calib-limit must be positive, got {args.calib_limit}")
-    x, _ = load_dataset(args.calib, split="train", limit=args.calib_limit)
+    x = load_calibration(args.calib, args.calib_limit)
     from flow.quant.api import load_graph, quantize_graph
     from flow.quant.calibrate import check_images
 

@@ -22,6 +22,8 @@ REG_CTRL = 0x00          # Vitis HLS ap_ctrl: bit 0 ap_start, 1 ap_done, 2 ap_id
 CTRL_AP_START = 0x1
 DEFAULT_REGISTERS = {"ap_ctrl": REG_CTRL, "n_images": 0x10}
 DEFAULT_TIMEOUT_S = 10.0
+DMA_ERRORS = ((0x10, "internal error, e.g. more stream data than the buffer or no TLAST"),
+              (0x20, "slave error, memory not accessible"), (0x40, "decode error, invalid address"))
 
 
 class InferenceEngine:
@@ -210,11 +212,19 @@ class InferenceEngine:
 
     @staticmethod
     def _check_error(channel, what: str) -> None:
-        err = getattr(channel, "error", 0)
-        err = err() if callable(err) else err
-        if err:
-            raise DmaError(f"DMA {what} reported error status {int(err):#x} (wrong transfer length or missing "
-                           "TLAST: the bitstream does not match this network's word layout)")
+        """pynq's channel.error is a bool; the cause is in the DMA status register (DMASR, PG021)."""
+        if not getattr(channel, "error", False):
+            return
+        status = getattr(channel, "status", None)
+        if status is None and hasattr(channel, "_mmio"):
+            try:
+                status = channel._mmio.read(channel._offset + 4)
+            except Exception:  # the register read is only for the message
+                status = None
+        causes = [text for bit, text in DMA_ERRORS if status is not None and status & bit]
+        detail = f" (DMASR {status:#x}: {'; '.join(causes) or 'error bits set'})" if status is not None else ""
+        raise DmaError(f"DMA {what} stopped with an error{detail}: the bitstream does not match this "
+                       "network's word layout, or the buffer is not DMA memory")
 
     def _recover(self) -> None:
         """After a failed transfer: stop/reset both DMA channels and drop the buffers they pointed at."""

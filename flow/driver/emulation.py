@@ -171,15 +171,19 @@ class EmulatedDmaChannel:
         self.buffer = None
         self.nbytes = 0
         self.running = False
-        self.error = 0
+        self.status = 0          # DMASR error bits (0x10 internal, 0x20 slave, 0x40 decode)
         self.transferred = 0
+
+    @property
+    def error(self):
+        return bool(self.status & 0x70)
 
     def transfer(self, array, start=0, nbytes=0):
         if self.running:
             raise DriverError(f"DMA {self.name} channel: transfer started while the previous one is running")
         nbytes = nbytes or array.nbytes
         self.buffer = np.asarray(array).view(np.uint8).reshape(-1)[start:start + nbytes]
-        self.nbytes, self.running, self.error, self.transferred = nbytes, True, 0, 0
+        self.nbytes, self.running, self.status, self.transferred = nbytes, True, 0, 0
 
     @property
     def idle(self):
@@ -233,7 +237,7 @@ class EmulatedAccelerator:
             send.running = True                     # MM2S blocks: the IP does not take the rest
         cap = recv.nbytes // wb
         if res["out_words"] > cap:
-            recv.error, recv.running = 0x10, False  # S2MM overflow: DMA internal error
+            recv.status, recv.running = 0x10, False  # S2MM overflow: DMA internal error
         elif res["tlast_word"] < 0:
             recv.transferred = res["out_words"] * wb  # no TLAST: S2MM keeps waiting
         else:

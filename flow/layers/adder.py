@@ -74,41 +74,71 @@ def explicit_padding(padding, input_hw, kernel_size, strides):
     return padding
 
 
-def adder_im2col(a, wt, adder_gradient="addernet"):
-    """-sum_d |a[m, d] - wt[o, d]| -> (M, O), with the chosen gradient and blocked memory.
+def im2col(x, pads, kernel_size, strides):
+    """(N*Ho*Wo, K*K*C) rows of the zero-padded NHWC input, columns ordered (kh, kw, c) like an HWIO
+    kernel reshaped to (K*K*C, O). Built from strided slices, whose gradients (pads) are cheap."""
+    (pt, pb), (pl, pr) = pads
+    if pt or pb or pl or pr:
+        x = tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]])
+    kh, kw = kernel_size
+    sh, sw = strides
+    ho, wo = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+    taps = [x[:, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw, :] for i in range(kh) for j in range(kw)]
+    patches = taps[0] if len(taps) == 1 else tf.concat(taps, axis=-1)
+    return tf.reshape(patches, [-1, kh * kw * x.shape[-1]])
 
-    a: (M, D) im2col rows, wt: (O, D) kernel rows. The per-layer gradient scale of 'addernet' is not
-    applied here (it needs the whole kernel's gradient): see `scale_kernel_gradient`.
+
+def adder_rows(a, wt):
+    """-sum_d |a[m, d] - wt[o, d]| -> (M, O), in row blocks of bounded memory (no gradient of its own)."""
+    return _blocked_rows(lambda ab: -tf.reduce_sum(tf.abs(ab[:, None, :] - wt[None]), axis=-1), [a], wt)
+
+
+def adder_rows_grads(a, wt, g, adder_gradient):
+    """(dL/da, dL/dwt) of `adder_rows` for upstream (M, O) gradient g under the chosen rule.
+
+    The per-layer gradient scale of 'addernet' is not applied here (it needs the whole kernel's
+    gradient): see `scale_kernel_gradient`.
+    """
+    if adder_gradient == "addernet":
+        # sum_m (a[m] - wt[o]) * g[m, o] needs no (M, O, D) tensor
+        gw = tf.matmul(g, a, transpose_a=True) - wt * tf.reduce_sum(g, axis=0)[:, None]
+        ga = _blocked_rows(
+            lambda ab, gb: tf.reduce_sum(tf.clip_by_value(wt[None] - ab[:, None, :], -1.0, 1.0) * gb[:, :, None], axis=1),
+            [a, g],
+            wt,
+        )
+        return ga, gw
+    return _blocked_rows(lambda ab, gb: _sign_grads(ab, gb, wt), [a, g], wt, reduce_second=True)
+
+
+def adder_conv2d(x, wt, kernel_size, strides, pads, adder_gradient="addernet"):
+    """NHWC adder convolution with kernel rows wt (O, K*K*C); returns (N, Ho, Wo, O).
+
+    One custom gradient around im2col and the adder: the backward pass keeps only x and recomputes the
+    im2col rows, so training memory per layer is the layer input, not its K*K-times larger rows.
     """
     if adder_gradient not in ADDER_GRADIENTS:
         raise AdderFlowError(f"adder_gradient must be one of {ADDER_GRADIENTS}, got '{adder_gradient}'")
+    (pt, pb), (pl, pr) = pads
+    ho = (x.shape[1] + pt + pb - kernel_size[0]) // strides[0] + 1
+    wo = (x.shape[2] + pl + pr - kernel_size[1]) // strides[1] + 1
+    filters = wt.shape[0]
 
     @tf.custom_gradient
-    def _op(a, wt):
-        out = _blocked_rows(lambda ab: -tf.reduce_sum(tf.abs(ab[:, None, :] - wt[None]), axis=-1), [a], wt)
+    def _op(x, wt):
+        y = adder_rows(im2col(x, pads, kernel_size, strides), wt)
 
-        def grad(g):
-            g = tf.cast(g, a.dtype)
-            if adder_gradient == "addernet":
-                # sum_m (a[m] - wt[o]) * g[m, o] needs no (M, O, D) tensor
-                gw = tf.matmul(g, a, transpose_a=True) - wt * tf.reduce_sum(g, axis=0)[:, None]
-                ga = _blocked_rows(
-                    lambda ab, gb: tf.reduce_sum(tf.clip_by_value(wt[None] - ab[:, None, :], -1.0, 1.0) * gb[:, :, None], axis=1),
-                    [a, g],
-                    wt,
-                )
-                return ga, gw
-            ga, gw = _blocked_rows(
-                lambda ab, gb: _sign_grads(ab, gb, wt),
-                [a, g],
-                wt,
-                reduce_second=True,
-            )
-            return ga, gw
+        def grad(gy):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                a = im2col(x, pads, kernel_size, strides)
+            g = tf.reshape(tf.cast(gy, a.dtype), [-1, filters])
+            ga, gw = adder_rows_grads(a, wt, g, adder_gradient)
+            return tape.gradient(a, x, output_gradients=ga), gw  # col2im of the row gradients
 
-        return out, grad
+        return tf.reshape(y, [-1, ho, wo, filters]), grad
 
-    return _op(a, wt)
+    return _op(x, wt)
 
 
 def _sign_grads(ab, gb, wt):
@@ -225,33 +255,18 @@ class AdderConv2D(tf.keras.layers.Layer):
     def call(self, inputs):
         x = tf.convert_to_tensor(inputs)
         kh, kw = self.kernel_size
-        sh, sw = self.strides
         h, w = x.shape[1], x.shape[2]
         if h is None or w is None:
             raise AdderFlowError(f"{self.name}: spatial input size must be known, got {x.shape}")
-        (pt, pb), (pl, pr) = explicit_padding(self.padding, (h, w), self.kernel_size, self.strides)
-        if pt or pb or pl or pr:
-            x = tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]])
-        hp, wp = h + pt + pb, w + pl + pr
-        ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-        if ho <= 0 or wo <= 0:
+        pads = explicit_padding(self.padding, (h, w), self.kernel_size, self.strides)
+        (pt, pb), (pl, pr) = pads
+        if h + pt + pb < kh or w + pl + pr < kw:
             raise AdderFlowError(f"{self.name}: kernel {self.kernel_size} does not fit input {h}x{w} with padding {self.padding}")
-        cin = x.shape[-1]
-        # im2col by strided slices; last axis ordered (kh, kw, c) like the HWIO kernel reshaped to rows,
-        # and the slices' gradients (pads) are cheap, unlike extract_patches'.
-        taps = [
-            x[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw, :]
-            for i in range(kh)
-            for j in range(kw)
-        ]
-        patches = taps[0] if len(taps) == 1 else tf.concat(taps, axis=-1)
-        a = tf.reshape(patches, [-1, kh * kw * cin])
-        kernel = tf.cast(self.kernel, a.dtype)
+        kernel = tf.cast(self.kernel, x.dtype)
         if self.adder_gradient == "addernet":
             kernel = scale_kernel_gradient(kernel, self.eta)
-        wt = tf.transpose(tf.reshape(kernel, [kh * kw * cin, self.filters]))
-        y = adder_im2col(a, wt, self.adder_gradient)
-        y = tf.reshape(y, [-1, ho, wo, self.filters])
+        wt = tf.transpose(tf.reshape(kernel, [kh * kw * x.shape[-1], self.filters]))
+        y = adder_conv2d(x, wt, self.kernel_size, self.strides, pads, self.adder_gradient)
         if self.use_bias:
             y = y + tf.cast(self.bias, y.dtype)
         return y

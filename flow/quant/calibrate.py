@@ -21,7 +21,10 @@ from flow.quant import graph as fgraph
 ALPHAS = (1.0, 0.99999, 0.9999, 0.9998, 0.9997, 0.9995, 0.999, 0.998, 0.997, 0.995, 0.99)
 AUTHORS_BATCH = 128
 SAMPLE_PER_BATCH = 16384
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
+# bias correction compares per-channel means over this many calibration images (enough samples per
+# channel, half the cost of the sequential integer pass over all 512)
+CORRECTION_IMAGES = 256
 
 
 @dataclass
@@ -33,6 +36,7 @@ class CalibStats:
     out_absmax: dict = field(default_factory=dict)  # tensor -> max |x| (all tensors)
     samples: dict = field(default_factory=dict)     # tensor -> random sample of its values (MSE clamp search)
     n_images: int = 0
+    pre_mean_images: int = 0                        # pre_mean covers the first this many images
 
     def clamp(self, tensor: str, alpha: float) -> float:
         """Activation range A of a tensor at quantile alpha."""
@@ -48,7 +52,7 @@ class CalibStats:
 
     def to_arrays(self) -> dict:
         out = {"alphas": np.asarray(self.alphas), "input_absmax": np.asarray(self.input_absmax),
-               "n_images": np.asarray(self.n_images)}
+               "n_images": np.asarray(self.n_images), "pre_mean_images": np.asarray(self.pre_mean_images)}
         out.update({f"range/{k}": v for k, v in self.ranges.items()})
         out.update({f"pre_mean/{k}": v for k, v in self.pre_mean.items()})
         out.update({f"absmax/{k}": np.asarray(v) for k, v in self.out_absmax.items()})
@@ -58,7 +62,7 @@ class CalibStats:
     @classmethod
     def from_arrays(cls, z) -> "CalibStats":
         s = cls(alphas=tuple(float(a) for a in z["alphas"]), input_absmax=float(z["input_absmax"]),
-                n_images=int(z["n_images"]))
+                n_images=int(z["n_images"]), pre_mean_images=int(z["pre_mean_images"]))
         for k in z.files:
             if k.startswith("range/"):
                 s.ranges[k[6:]] = np.asarray(z[k])
@@ -122,15 +126,18 @@ def calibrate(graph: fgraph.FloatGraph, images: np.ndarray, alphas=ALPHAS, batch
     samples: dict = {}
     rng = np.random.default_rng(0)
     stats = CalibStats(alphas=alphas, n_images=len(images))
+    stats.pre_mean_images = min(len(images), max(CORRECTION_IMAGES, batch_size) // batch_size * batch_size)
+    seen = [0]
 
     def observe(op, inputs, out):
-        if op.kind == "requant":
+        if op.kind == "requant" and seen[0] < stats.pre_mean_images:
             v = fgraph.pre_activation(op, inputs)
             s = v.reshape(-1, v.shape[-1]).astype(np.float64).sum(axis=0)
             cnt = v.size // v.shape[-1]
             acc = sums.setdefault(op.name, [0.0, 0])
             acc[0] = acc[0] + s
             acc[1] += cnt
+        if op.kind == "requant":
             if op.attrs["relu"]:
                 per_batch.setdefault(op.output, []).append(quantile_ranges(out, alphas))
                 flat = out.ravel()
@@ -146,6 +153,7 @@ def calibrate(graph: fgraph.FloatGraph, images: np.ndarray, alphas=ALPHAS, batch
         x = graph.normalize(images[i:i + batch_size])
         stats.input_absmax = max(stats.input_absmax, float(np.max(np.abs(x))))
         fgraph.run(graph, x, observe)
+        seen[0] += len(x)
     stats.ranges = {t: np.max(np.stack(v), axis=0) for t, v in per_batch.items()}
     stats.pre_mean = {k: v[0] / v[1] for k, v in sums.items()}
     stats.samples = {t: np.concatenate(v).astype(np.float32) for t, v in samples.items()}

@@ -33,8 +33,15 @@ from flow.quant.grouping import group_kernels, kernel_absmax
 
 METHODS = ("redistribution+", "redistribution", "qssf")
 DEFAULT_METHOD = "redistribution+"
-# alpha per method, chosen on train2k images 1000-1999 (bench/quant_ablation.py), never on test images
-DEFAULT_ALPHA = {"redistribution+": 0.9997, "redistribution": 0.9997, "qssf": 1.0}
+# alpha per method and bit width. The authors' default for theirs; ours chosen on train2k images
+# 1000-1999 (bench/quant_select.py, results/quant_select.md), never on test images.
+DEFAULT_ALPHA = {"redistribution+": {8: 0.9997, 7: 0.9997, 6: 0.9997, 5: 0.999, 4: 0.995, 3: 0.995, 2: 0.99},
+                 "redistribution": 0.9997, "qssf": 1.0}
+
+
+def default_alpha(method: str, bits: int):
+    a = DEFAULT_ALPHA[method]
+    return a.get(bits, 0.999) if isinstance(a, dict) else a
 MULT_BITS = 24          # requant multipliers are signed 24-bit: |mult| < 2^23
 GROUP_SHIFT = 16        # fixed-point precision of the per-group input rescale
 
@@ -61,7 +68,7 @@ class QuantConfig:
         self.check()
         c = QuantConfig(**asdict(self))
         if c.alpha is None:
-            c.alpha = DEFAULT_ALPHA[c.method]
+            c.alpha = default_alpha(c.method, c.bits)
         if c.bias_correction is None:
             c.bias_correction = c.method == "redistribution+"
         return c
@@ -87,7 +94,7 @@ class QuantConfig:
 
     def alpha_for(self, tensor: str):
         """A quantile in (0, 1] or "mse" (the clamp minimising the activation's quantization MSE)."""
-        a = self.alpha.get(tensor, self.alpha.get("*", DEFAULT_ALPHA[self.method])) if isinstance(self.alpha, dict) \
+        a = self.alpha.get(tensor, self.alpha.get("*", default_alpha(self.method, self.bits))) if isinstance(self.alpha, dict) \
             else self.alpha
         return a if isinstance(a, str) else float(a)
 
@@ -335,7 +342,8 @@ def correct_sequentially(ctx: _Context, stats: CalibStats, images, progress=Fals
     of its pre-activation equals the float network's (bias correction), so every later layer sees the
     corrected values."""
     net, graph, cfg = ctx.net, ctx.graph, ctx.cfg
-    env = {net.input: net.quantize_input(np.asarray(images))}
+    images = np.asarray(images)[:stats.pre_mean_images or None]
+    env = {net.input: net.quantize_input(images)}
     last = {}
     for i, o in enumerate(net.ops):
         for t in o.inputs:
