@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -92,8 +93,11 @@ def main() -> int:
         build, times = make_build(Path(args.root), bits, args.calib, args.board)
         with tempfile.TemporaryDirectory() as tmp:   # a fresh g++ build, timed (the cache would hide it)
             t0 = time.perf_counter()
-            build_csim_library(build / "hls_prj", out_dir=tmp, verbose=True)
+            lib = build_csim_library(build / "hls_prj", out_dir=tmp, verbose=True)
             compile_s = time.perf_counter() - t0
+            (build / "emulation").mkdir(exist_ok=True)
+            if not (build / "emulation" / lib.name).exists():
+                shutil.copy(lib, build / "emulation" / lib.name)
         ov = EmulatedOverlay(build, batch_size=25)
         net = qnet_mod.load(build / "qnet")
         t0 = time.perf_counter()

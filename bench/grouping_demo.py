@@ -56,7 +56,9 @@ def evaluate(graph, xc, xt, yt, bits):
     fp = 100 * float(np.mean(predict(graph, xt).argmax(1) == yt))
     rows, scales = [], {}
     for label, cfg in [(f"authors, g={g}", dict(method="redistribution", groups=g, alpha=0.9997, bias_correction=False))
-                       for g in (1, 2, 4, 8)] + [("ours (redistribution+)", dict(method="redistribution+"))]:
+                       for g in (1, 2, 4, 8)] + [
+            (f"authors, g={g} + bias corr.", dict(method="redistribution", groups=g, alpha=0.9997, bias_correction=True))
+            for g in (1, 4)] + [("ours (redistribution+)", dict(method="redistribution+"))]:
         net = build_qnet(graph, stats, QuantConfig(bits=bits, **cfg), calib_images=xc)
         acc = 100 * float(np.mean(golden.predict_int(net, xt).argmax(1) == yt))
         rows.append((label, acc))

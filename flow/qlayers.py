@@ -87,13 +87,15 @@ def _first_shape(input_shape):
 class _IntLayer(tf.keras.layers.Layer):
     """Common config: declared output width (bits, signed) of the tensor this layer writes."""
 
-    def __init__(self, out_bits: int = 32, out_signed: bool = True, **kwargs):
+    def __init__(self, out_bits: int = 32, out_signed: bool = True, apot_terms: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.out_bits, self.out_signed = int(out_bits), bool(out_signed)
+        self.apot_terms = int(apot_terms)  # > 0: constants are sums of powers of two (hardware: shift-add)
         self.trainable = False
 
     def get_config(self):
-        return {**super().get_config(), "out_bits": self.out_bits, "out_signed": self.out_signed}
+        return {**super().get_config(), "out_bits": self.out_bits, "out_signed": self.out_signed,
+                "apot_terms": self.apot_terms}
 
 
 class _WindowLayer(_IntLayer):
@@ -305,7 +307,8 @@ def qnet_to_keras(qnet: QNet, name: str | None = None) -> tf.keras.Model:
     for op in qnet.ops:
         xs = [env[t] for t in op.inputs]
         ispec, ospec = qnet.tensors[op.inputs[0]], qnet.tensors[op.output]
-        common = {"name": _kname(op.name), "out_bits": ospec.bits, "out_signed": ospec.signed}
+        common = {"name": _kname(op.name), "out_bits": ospec.bits, "out_signed": ospec.signed,
+                  "apot_terms": int(op.attrs.get("apot_terms", 0) or 0)}
         iq = IntQuantizer(ispec.bits, ispec.signed)
         if op.kind in ("conv2d", "adder2d"):
             w = op.arrays["weight"]

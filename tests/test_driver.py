@@ -264,3 +264,13 @@ def test_resnet20_shaped_w4_through_emulated_overlay_equals_golden(tmp_path):
     x = _images(3, seed=7, shape=ov.input_shape)
     np.testing.assert_array_equal(ov.predict_int(x), golden.predict_int(net, x))
     ov.close()
+
+
+def test_a_refused_transfer_is_a_dma_error_and_frees_buffers(stock_build_dir):
+    ov = open_overlay(stock_build_dir, mode="emulation", batch_size=4)
+    ov.predict_int(_images(2))
+    ov.dma.recvchannel.running = True                  # left busy by someone else: pynq raises RuntimeError
+    with pytest.raises(DmaError, match="refused the transfer of 2 images"):
+        ov.predict_int(_images(2))
+    assert len(ov.allocator.live) == 0
+    np.testing.assert_array_equal(ov.predict_int(_images(2)), golden.predict_int(ov.qnet, _images(2)))

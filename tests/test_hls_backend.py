@@ -56,6 +56,11 @@ def write_project(tmp_path, net, **kw):
     return hm, tmp_path / "prj"
 
 
+def test_scheduled_pe_flag_reaches_the_compiler(tmp_path):
+    _, d = write_project(tmp_path, random_qnet(3, max_channels=4), scheduled_pe=True)
+    assert "-DADDERFLOW_SCHEDULED_PE" in (d / "build_lib.sh").read_text()
+
+
 def test_generated_project_structure(tmp_path):
     net = random_qnet(3)
     hm, d = write_project(tmp_path, net, reuse=4, reuse_config={"b0_adder1": 9})
@@ -106,22 +111,26 @@ def csim_mismatches(tmp_path, net, x, **kw):
     return int(np.sum(y != want.reshape(len(x), -1))), y
 
 
-@pytest.mark.parametrize("seed,reuse,shift_add", [(3, 1, False), (4, 3, True)])
-def test_csim_bit_exact_random_nets(tmp_path, seed, reuse, shift_add):
+@pytest.mark.parametrize("seed,reuse,shift_add,scheduled_pe", [(3, 1, False, True), (4, 3, True, False)])
+def test_csim_bit_exact_random_nets(tmp_path, seed, reuse, shift_add, scheduled_pe):
+    """scheduled_pe: C-simulate the reuse-factor PE schedule itself (what synthesis gets), not the
+    filter-major C-simulation loop."""
     net = random_qnet(seed, max_channels=12)
     x = random_input(net, 4, seed)
-    bad, _ = csim_mismatches(tmp_path, net, x, reuse=reuse, shift_add=shift_add)
+    bad, _ = csim_mismatches(tmp_path, net, x, reuse=reuse, shift_add=shift_add, scheduled_pe=scheduled_pe)
     assert bad == 0
 
 
 @pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 100_000), reuse=st.sampled_from([1, 2, 5, 16]), shift_add=st.booleans())
-def test_csim_bit_exact_hypothesis(tmp_path_factory, seed, reuse, shift_add):
+@given(seed=st.integers(0, 100_000), reuse=st.sampled_from([1, 2, 5, 16]), shift_add=st.booleans(),
+       scheduled_pe=st.booleans())
+def test_csim_bit_exact_hypothesis(tmp_path_factory, seed, reuse, shift_add, scheduled_pe):
     net = random_qnet(seed)
     x = random_input(net, 3, seed)
-    bad, _ = csim_mismatches(tmp_path_factory.mktemp("h"), net, x, reuse=reuse, shift_add=shift_add)
+    bad, _ = csim_mismatches(tmp_path_factory.mktemp("h"), net, x, reuse=reuse, shift_add=shift_add,
+                             scheduled_pe=scheduled_pe)
     assert bad == 0
 
 
@@ -130,7 +139,7 @@ def test_csim_bit_exact_hypothesis(tmp_path_factory, seed, reuse, shift_add):
 def test_csim_bit_exact_resnet20_shaped_w4(tmp_path):
     net = resnet20_shaped_qnet(bits=4, seed=2)
     x = random_input(net, 2, 2)
-    bad, _ = csim_mismatches(tmp_path, net, x, reuse=16)
+    bad, _ = csim_mismatches(tmp_path, net, x, reuse=16, scheduled_pe=True)
     assert bad == 0
 
 
@@ -170,3 +179,11 @@ def test_tb_data_files(tmp_path):
     lines = (Path(tmp_path) / "tb_data" / "tb_input_features.dat").read_text().splitlines()
     assert lines[0].split() == [str(v) for v in range(-5, 1)]
     assert (Path(tmp_path) / "tb_data" / "tb_output_predictions.dat").read_text() == "1 -2\n3 4\n"
+
+
+def test_apot_terms_attr_selects_shift_add_per_layer(tmp_path):
+    net = random_qnet(3)
+    net.op("b0_rq1").attrs["apot_terms"] = 3
+    hm, _ = write_project(tmp_path, net)
+    mults = project.layer_multipliers(hm)
+    assert mults["b0_rq1"] == 0 and mults["conv1_rq"] > 0

@@ -205,3 +205,27 @@ def test_float_graph_run_observes_every_op(tiny):
     seen = []
     run(g, g.normalize(images[:4]), lambda op, ins, out: seen.append(op.name))
     assert seen == [o.name for o in g.ops]
+
+
+def test_group_scales_help_when_kernels_lie_below_the_activation_range():
+    """Half the kernels of each adder layer get max|w| = 1.5, half 6; without the outlier clamp
+    (alpha = 1, A ~ 5) one shared scale wastes the small kernels' grid, two groups give them s_g = 1.5."""
+    from flow.quant.graph import recalibrate_bn
+
+    g, images = small_net(seed=0, c=8)
+    for o in g.ops:
+        if o.kind == "adder2d":
+            w = o.arrays["weight"]
+            m = np.abs(w.reshape(-1, w.shape[-1])).max(axis=0)
+            o.arrays["weight"] = w / m * np.where(np.arange(w.shape[-1]) % 2 == 0, 1.5, 6.0)
+    recalibrate_bn(g, images)
+    stats = calibrate(g, images[:64], progress=False)
+    ref = predict(g, images[64:])
+    err = {}
+    for groups in (1, 2):
+        net = build_qnet(g, stats, QuantConfig(bits=4, method="redistribution", groups=groups, alpha=1.0,
+                                               bias_correction=False), calib_images=images[:64])
+        scales = net.op("b_conv1").attrs["group_scales"]
+        assert len(scales) == groups and (groups == 1 or scales[0] == pytest.approx(1.5))
+        err[groups] = np.mean((golden.predict(net, images[64:]) - ref) ** 2)
+    assert err[2] < 0.6 * err[1]

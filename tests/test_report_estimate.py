@@ -136,3 +136,8 @@ def test_fixture_class_dsp_rule():
         e = estimate(fixture_class_qnet(trivial), PYNQ, 200, reuse=1, include_platform=False)
         assert e["resources"]["DSP"] == 80 - trivial
         assert e["resources"]["BRAM_18K"] == 0
+
+
+def test_reuse_dict_default_key(adder_net):
+    e = estimate(adder_net, PYNQ, 100, reuse={"default": 16, "s1b0_conv1": 64})
+    assert e["reuse"]["s1b0_conv1"] == 64 and e["reuse"]["s2b1_conv1"] == 16

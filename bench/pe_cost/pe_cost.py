@@ -6,6 +6,8 @@ Elements (b = activation = weight bits, acc = accumulator bits = op width + ACC_
   add       s <= x + y               registered W-bit adder (adder-tree node, APoT/shift-add term, bias)
   mul_const y <= x * M               W-bit activation/accumulator times a 12-bit per-channel constant
                                      (requant lane); with DSP inference and with -nodsp
+  shift     y <= x << s              12-bit value shifted left by a run-time 0..31, kept to W bits (the
+                                     barrel shifter of a time-multiplexed shift-add constant)
 
 Families: xc7 (7-series: pynq-z2) and xcup (UltraScale+: zcu104, ultra96v2, kv260).
 Output: bench/pe_cost/pe_cost.csv (committed; flow.report.estimate reads it) and bench/results/pe_cost.md.
@@ -32,6 +34,7 @@ FAMILIES = ("xc7", "xcup")
 BITS = range(2, 9)
 ADD_WIDTHS = (4, 8, 12, 16, 20, 24, 32)
 MUL_WIDTHS = (8, 12, 16, 20, 24)
+SHIFT_WIDTHS = (16, 24, 32, 40)
 ACC_GROWTH = 10          # accumulators hold up to 2^10 terms (3x3x64 = 576 for ResNet-20)
 CONST_BITS = 12
 FIELDS = ("family", "element", "bits", "acc_bits", "dsp_inference", "LUT", "CARRY", "FF", "DSP", "yosys")
@@ -54,6 +57,10 @@ def verilog(element: str, bits: int) -> tuple[str, int]:
     if element == "add":
         return (f"module pe(input clk, input signed [{b-1}:0] x, input signed [{b-1}:0] y, output reg signed [{b}:0] s);\n"
                 f"  always @(posedge clk) s <= x + y;\nendmodule\n"), b + 1
+    if element == "shift":
+        return (f"module pe(input clk, input [11:0] x, input [4:0] s, output reg [{b-1}:0] y);\n"
+                f"  wire [{b + 30}:0] wide = {{{{{b + 19}{{1'b0}}}}, x}} << s;\n"
+                f"  always @(posedge clk) y <= wide[{b-1}:0];\nendmodule\n"), b
     if element == "mul_const":
         # A per-channel constant that is not a power of two (0xA5B: 7 ones) so no trivial shift.
         m = 0xA5B & ((1 << CONST_BITS) - 1)
@@ -87,15 +94,18 @@ def jobs():
         for w in MUL_WIDTHS:
             yield fam, "mul_const", w, True
             yield fam, "mul_const", w, False
+        for w in SHIFT_WIDTHS:
+            yield fam, "shift", w, False
 
 
-def run_all(yosys: str) -> list[dict]:
+def run_all(yosys: str, elements=None) -> list[dict]:
     from tqdm import tqdm
 
     version = subprocess.run([yosys, "-V"], capture_output=True, text=True).stdout.split("(")[0].strip()
     rows = []
+    todo = [j for j in jobs() if elements is None or j[1] in elements]
     with tempfile.TemporaryDirectory() as tmp:
-        for fam, el, b, dsp in tqdm(list(jobs()), desc="yosys synth_xilinx", unit="run"):
+        for fam, el, b, dsp in tqdm(todo, desc="yosys synth_xilinx", unit="run"):
             src, acc = verilog(el, b)
             cost = synthesise(yosys, fam, src, dsp, Path(tmp))
             rows.append({"family": fam, "element": el, "bits": b, "acc_bits": acc, "dsp_inference": int(dsp),
@@ -121,17 +131,19 @@ def markdown(rows: list[dict]) -> str:
             s, m, n = get(fam, "sad_acc", b, 1), get(fam, "mac_acc", b, 1), get(fam, "mac_acc", b, 0)
             out.append(f"| {b} | {s['LUT']} | {s['CARRY']} | {s['FF']} | {m['LUT']} | {m['DSP']} | {n['LUT']} | "
                        f"{n['CARRY']} | {n['FF']} | {int(n['LUT']) / max(1, int(s['LUT'])):.2f} |")
-        out += ["", "| width | add LUT | CARRY | FF | const-mul (DSP) LUT | DSP | const-mul (-nodsp) LUT | CARRY |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for w in sorted(set(ADD_WIDTHS) | set(MUL_WIDTHS)):
+        out += ["", "| width | add LUT | CARRY | FF | const-mul (DSP) LUT | DSP | const-mul (-nodsp) LUT | CARRY "
+                "| shift 0..31 LUT |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for w in sorted(set(ADD_WIDTHS) | set(MUL_WIDTHS) | set(SHIFT_WIDTHS)):
             a = next((r for r in rows if r["family"] == fam and r["element"] == "add" and int(r["bits"]) == w), None)
             md = next((r for r in rows if r["family"] == fam and r["element"] == "mul_const" and int(r["bits"]) == w
                        and int(r["dsp_inference"]) == 1), None)
             mn = next((r for r in rows if r["family"] == fam and r["element"] == "mul_const" and int(r["bits"]) == w
                        and int(r["dsp_inference"]) == 0), None)
+            sh = next((r for r in rows if r["family"] == fam and r["element"] == "shift" and int(r["bits"]) == w), None)
             f = lambda r, k: "" if r is None else str(r[k])  # noqa: E731
             out.append(f"| {w} | {f(a, 'LUT')} | {f(a, 'CARRY')} | {f(a, 'FF')} | {f(md, 'LUT')} | {f(md, 'DSP')} | "
-                       f"{f(mn, 'LUT')} | {f(mn, 'CARRY')} |")
+                       f"{f(mn, 'LUT')} | {f(mn, 'CARRY')} | {f(sh, 'LUT')} |")
         out.append("")
     out += ["## What the table says", ""] + findings(rows, get) + [""]
     return "\n".join(out)
@@ -163,6 +175,7 @@ def findings(rows: list[dict], get) -> list[str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--render-only", action="store_true", help="re-write the Markdown from the committed CSV")
+    ap.add_argument("--elements", nargs="+", help="re-synthesise only these elements, keeping the other rows")
     args = ap.parse_args(argv)
     if args.render_only:
         with open(CSV_PATH) as f:
@@ -173,7 +186,13 @@ def main(argv=None) -> int:
             print("pe_cost: yosys is not on PATH (Debian: apt-get install yosys); the committed table is kept",
                   file=sys.stderr)
             return 2
-        rows = run_all(yosys)
+        rows = run_all(yosys, set(args.elements) if args.elements else None)
+        if args.elements:
+            with open(CSV_PATH) as f:
+                kept = [r for r in csv.DictReader(f) if r["element"] not in set(args.elements)]
+            order = {j: i for i, j in enumerate(jobs())}
+            rows = sorted(kept + rows, key=lambda r: order.get(
+                (r["family"], r["element"], int(r["bits"]), bool(int(r["dsp_inference"]))), 0))
         with open(CSV_PATH, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=FIELDS)
             w.writeheader()

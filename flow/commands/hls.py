@@ -135,6 +135,7 @@ def run_adder(args, out: Path, board, clock_mhz, steps: Steps) -> dict:
     tb_x = qnet.quantize_input(images[:10]) if images is not None else \
         np.zeros((1,) + tuple(qnet.tensors[qnet.input].shape), np.int64)
     project.write_tb_data(hls_dir, tb_x, golden.run(qnet, tb_x)[qnet.output])
+    project.set_build_options(hls_dir, csim=True, synth=True, cosim=True, export=True)  # `vitis_hls -f build_prj.tcl`
     _write_axi_top(hls_dir, qnet)
     csim = None
     if images is not None:

@@ -32,6 +32,8 @@ def add_arguments(p) -> None:
                    help="per-channel bias correction on calibration data (default on for redistribution+)")
     p.add_argument("--no-bias-correction", dest="bias_correction", action="store_false")
     p.add_argument("--bn-reestimation", action="store_true", help="re-estimate BatchNorm statistics on calibration data")
+    p.add_argument("--affine-correction", action="store_true",
+                   help="per-channel least-squares scale and offset against the float network (extends bias correction)")
     p.add_argument("--bits-first", type=int, default=8, help="weight bits of the first conv (default 8)")
     p.add_argument("--bits-last", type=int, default=8, help="weight bits of the classifier (default 8)")
     p.add_argument("--apot-first", action="store_true", help="APoT weights (shift-add) for the first conv")
@@ -92,7 +94,7 @@ def run(args) -> int:
     check_out_dir(out, args.force)
     cfg = QuantConfig(bits=args.bits, groups=args.groups, alpha=parse_alpha(args.alpha), method=args.method,
                       range_clamp=args.range_clamp, bias_correction=args.bias_correction,
-                      bn_reestimation=args.bn_reestimation, bits_first=args.bits_first, bits_last=args.bits_last,
+                      bn_reestimation=args.bn_reestimation, affine_correction=args.affine_correction, bits_first=args.bits_first, bits_last=args.bits_last,
                       apot_first=args.apot_first, apot_last=args.apot_last, apot_requant=args.apot_requant)
     cfg.check()
     x = load_calibration(args.calib, args.calib_limit)

@@ -197,6 +197,9 @@ class InferenceEngine:
         except (DmaTimeoutError, DmaError):
             self._recover()
             raise
+        except RuntimeError as exc:  # pynq refuses a transfer on a channel left busy or stopped
+            self._recover()
+            raise DmaError(f"DMA refused the transfer of {n} images: {exc} (channels reset, buffers freed)") from None
         self._out_buf.invalidate()
         return np.array(self._out_buf[:nout], copy=True)
 
@@ -206,7 +209,8 @@ class InferenceEngine:
             if time.monotonic() > deadline:
                 raise DmaTimeoutError(
                     f"DMA {what} did not finish within {self.timeout_s:g} s for {n} images: the accelerator "
-                    "stalled or the bitstream does not match this network (DMA reset, buffers freed)")
+                    "stalled or the bitstream does not match this network (DMA reset, buffers freed; "
+                    "if it happens again, reload the overlay)")
             time.sleep(0.0005)
         self._check_error(channel, what)
 

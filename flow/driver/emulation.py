@@ -180,7 +180,7 @@ class EmulatedDmaChannel:
 
     def transfer(self, array, start=0, nbytes=0):
         if self.running:
-            raise DriverError(f"DMA {self.name} channel: transfer started while the previous one is running")
+            raise RuntimeError("DMA channel not idle")   # what pynq raises
         nbytes = nbytes or array.nbytes
         self.buffer = np.asarray(array).view(np.uint8).reshape(-1)[start:start + nbytes]
         self.nbytes, self.running, self.status, self.transferred = nbytes, True, 0, 0

@@ -175,7 +175,7 @@ def _window_layer(keras_layer, input_names, input_shapes, reader, kernel_var):
     layer.update(in_height=h, in_width=w, n_chan=c, out_height=oh, out_width=ow, n_filt=int(cfg["filters"]),
                  filt_height=kh, filt_width=kw, stride=s, pad_top=t, pad_bottom=b, pad_left=l, pad_right=r,
                  in_bits=in_bits, in_signed=in_signed, out_bits=int(cfg["out_bits"]),
-                 out_signed=bool(cfg["out_signed"]), weight_data=weight)
+                 out_signed=bool(cfg["out_signed"]), weight_data=weight, apot_terms=int(cfg.get("apot_terms", 0)))
     return layer, [input_shapes[0][0], oh, ow, int(cfg["filters"])]
 
 
@@ -201,6 +201,7 @@ def parse_qrequant(keras_layer, input_names, input_shapes, reader):
     layer["class_name"] = "QRequant"
     name = layer["name"]
     layer.update(n_inputs=int(cfg["n_inputs"]), shift=int(cfg["shift"]), out_bits=int(cfg["out_bits"]),
+                 apot_terms=int(cfg.get("apot_terms", 0)),
                  out_signed=bool(cfg["out_signed"]),
                  mult_data=_weights(reader, name, "rq_mult").astype(np.int64),
                  bias_data=_weights(reader, name, "rq_bias").astype(np.int64))
@@ -223,6 +224,7 @@ def parse_qintdense(keras_layer, input_names, input_shapes, reader):
     layer["class_name"] = "QIntDense"
     in_bits, in_signed = _quantizer_width(cfg, "input_quantizer", (32, True))
     layer.update(out_bits=int(cfg["out_bits"]), out_signed=bool(cfg["out_signed"]), in_bits=in_bits,
+                 apot_terms=int(cfg.get("apot_terms", 0)),
                  in_signed=in_signed,
                  weight_data=_as_int(_weights(reader, layer["name"], "dense_kernel"), f"layer {layer['name']} kernel"))
     return layer, [input_shapes[0][0], int(cfg["units"])]

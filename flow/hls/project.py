@@ -14,9 +14,11 @@ from flow.qnet import QNet
 BACKEND = "AdderVitis"
 
 
-def hls_config(qnet: QNet, reuse: int = 1, reuse_config: dict | None = None, shift_add: bool = False) -> dict:
+def hls_config(qnet: QNet, reuse: int = 1, reuse_config: dict | None = None, shift_add: bool = False,
+               scheduled_pe: bool = False) -> dict:
     """hls4ml config dict: per-layer ReuseFactor (`reuse_config` {layer: RF} overrides `reuse`), optional
-    zero-DSP shift-add constants. Layer names are the QNet op names."""
+    zero-DSP shift-add constants, optional C simulation of the PE schedule itself (`scheduled_pe`).
+    Layer names are the QNet op names."""
     if int(reuse) < 1:
         raise AdderFlowError(f"reuse factor must be >= 1, got {reuse}")
     layers = {}
@@ -29,7 +31,7 @@ def hls_config(qnet: QNet, reuse: int = 1, reuse_config: dict | None = None, shi
     if unknown:
         raise AdderFlowError(f"reuse config names unknown layers: {', '.join(sorted(unknown))}")
     return {"Model": {"Precision": "ap_int<32>", "ReuseFactor": int(reuse), "Strategy": "Latency",
-                      "ShiftAdd": bool(shift_add)},
+                      "ShiftAdd": bool(shift_add), "ScheduledPE": bool(scheduled_pe)},
             "LayerName": layers}
 
 
@@ -49,14 +51,14 @@ def load_reuse_config(path) -> dict:
 
 
 def convert(qnet: QNet, output_dir, part: str = "xc7z020clg400-1", clock_mhz: float = 100.0, reuse: int = 1,
-            reuse_config: dict | None = None, shift_add: bool = False, keras_model=None):
+            reuse_config: dict | None = None, shift_add: bool = False, scheduled_pe: bool = False, keras_model=None):
     """Write nothing yet: build the hls4ml model of a QNet on the AdderVitis backend (io_stream)."""
     import hls4ml
 
     from flow.qlayers import qnet_to_keras
 
     model = keras_model if keras_model is not None else qnet_to_keras(qnet)
-    cfg = hls_config(qnet, reuse, reuse_config, shift_add)
+    cfg = hls_config(qnet, reuse, reuse_config, shift_add, scheduled_pe)
     return hls4ml.converters.convert_from_keras_model(
         model, hls_config=cfg, backend=BACKEND, io_type="io_stream", output_dir=str(output_dir), part=part,
         clock_period=round(1000.0 / clock_mhz, 3), project_name="myproject")

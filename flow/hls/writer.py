@@ -27,6 +27,17 @@ class AdderVitisWriter(VitisWriter):
         for h in sorted(templates_dir().glob("nnet_*.h")):
             shutil.copy(h, dst / h.name)
 
+    def write_scheduled_pe_flag(self, model):
+        """Model option 'ScheduledPE': C-simulate the adder PE's reuse-factor schedule itself instead of
+        the filter-major C-simulation loop (same results; slower; what synthesis and cosim run)."""
+        model_cfg = (model.config.get_config_value("HLSConfig") or {}).get("Model", {})
+        if not model_cfg.get("ScheduledPE"):
+            return
+        script = Path(model.config.get_output_dir()) / "build_lib.sh"
+        text = script.read_text()
+        script.write_text(text.replace('CFLAGS="-O3 -fPIC"', 'CFLAGS="-O3 -fPIC -DADDERFLOW_SCHEDULED_PE"', 1))
+
     def write_hls(self, model, is_multigraph=False):
         super().write_hls(model)
         self.write_adder_sources(model)
+        self.write_scheduled_pe_flag(model)

@@ -52,17 +52,47 @@ class Experiment:
         done = json.loads(path.read_text()) if path is not None and path.is_file() else {}
         if key in done:
             return tuple(done[key][:2])
-        acc, info = self.accuracy(images, labels, **cfg)
+        # a configuration that yields the very same integer network (e.g. k-means groups that all get
+        # s_g = A) gives the same accuracy: look it up by the network's digest before running it
+        net = self.build(**cfg)
+        dkey = f"{split}:{len(labels)}:qnet:{qnet_digest(net)}"
+        if dkey in done:
+            acc, ce = done[dkey][:2]
+            gs = 0.0
+        else:
+            t0 = time.time()
+            logits = net.dequantize_output(golden.predict_int(net, images))
+            gs = time.time() - t0
+            acc, ce = 100.0 * float(np.mean(logits.argmax(1) == labels)), cross_entropy(logits, labels)
         if path is not None:
             done = json.loads(path.read_text()) if path.is_file() else {}
-            done[key] = [acc, info["ce"], info["golden_s"]]
+            done[key] = done[dkey] = [acc, ce, gs]
             path.write_text(json.dumps(done, indent=0))
-        return acc, info["ce"]
+        return acc, ce
 
     def float_accuracy(self, images, labels) -> float:
         from flow.quant.graph import predict
 
         return 100.0 * float(np.mean(predict(self.graph, images).argmax(axis=1) == labels))
+
+
+def qnet_digest(net) -> str:
+    import hashlib
+
+    h = hashlib.sha1()
+    for o in net.ops:
+        h.update(f"{o.kind}{o.name}{o.inputs}{o.attrs.get('shift')}{o.attrs.get('stride')}{o.attrs.get('pads')}".encode())
+        for k in sorted(o.arrays):
+            if k in ("group_in_mult", "group_in_shift"):   # folded into group_of_channel below
+                continue
+            a = np.asarray(o.arrays[k])
+            if k == "group_of_channel":   # group ids matter only through the per-group rescale
+                a = np.asarray([o.arrays["group_in_mult"][g] * 1000 + o.arrays["group_in_shift"][g] for g in a])
+            h.update(k.encode() + np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    for t in net.tensors.values():
+        h.update(f"{t.name}{t.bits}{t.signed}".encode())
+    h.update(repr(net.input_quant).encode())
+    return h.hexdigest()[:20]
 
 
 def cross_entropy(logits, labels) -> float:

@@ -35,7 +35,7 @@ METHODS = ("redistribution+", "redistribution", "qssf")
 DEFAULT_METHOD = "redistribution+"
 # alpha per method and bit width. The authors' default for theirs; ours chosen on train2k images
 # 1000-1999 (bench/quant_select.py, results/quant_select.md), never on test images.
-DEFAULT_ALPHA = {"redistribution+": {8: 0.9997, 7: 0.9997, 6: 0.9997, 5: 0.999, 4: 0.995, 3: 0.995, 2: 0.99},
+DEFAULT_ALPHA = {"redistribution+": {8: 0.9997, 7: 0.9997, 6: 0.9997, 5: 0.999, 4: 0.999, 3: 0.995, 2: 0.995},
                  "redistribution": 0.9997, "qssf": 1.0}
 
 
@@ -55,6 +55,7 @@ class QuantConfig:
     range_clamp: bool = True
     bias_correction: object = None    # None: on for redistribution+, off otherwise
     bn_reestimation: bool = False
+    affine_correction: bool = False   # per-channel least-squares scale + offset instead of offset only
     bits_first: int = 8
     bits_last: int = 8
     apot_first: bool = False
@@ -294,7 +295,7 @@ def build_qnet(graph: FloatGraph, stats: CalibStats, cfg: QuantConfig, calib_ima
                                 "alphas": list(stats.alphas)},
                 "layers": layer_docs}
     ctx = _Context(graph, net, lsb, off, cfg)
-    if cfg.bn_reestimation or cfg.bias_correction:
+    if cfg.bn_reestimation or cfg.bias_correction or cfg.affine_correction:
         if calib_images is None:
             raise AdderFlowError("bias correction / BN re-estimation need the calibration images")
         correct_sequentially(ctx, stats, calib_images, progress)
@@ -342,8 +343,11 @@ def correct_sequentially(ctx: _Context, stats: CalibStats, images, progress=Fals
     of its pre-activation equals the float network's (bias correction), so every later layer sees the
     corrected values."""
     net, graph, cfg = ctx.net, ctx.graph, ctx.cfg
+    from flow.quant.graph import pre_activation, run_float_op
+
     images = np.asarray(images)[:stats.pre_mean_images or None]
     env = {net.input: net.quantize_input(images)}
+    fenv = {graph.input: graph.normalize(images)} if cfg.affine_correction else None
     last = {}
     for i, o in enumerate(net.ops):
         for t in o.inputs:
@@ -364,7 +368,26 @@ def correct_sequentially(ctx: _Context, stats: CalibStats, images, progress=Fals
             if cfg.bn_reestimation:
                 a, b = reestimate_bn(fo, ins, lsb, off)
             mult, bias, sh, m_real = requant_integers(a, b, lsb, off, spec.scale, cfg.apot_requant)
-            if cfg.bias_correction and o.name in stats.pre_mean:
+            if cfg.affine_correction:
+                f = pre_activation(fo, [fenv[t] for t in o.inputs]).reshape(-1, C).astype(np.float64)
+                v = np.zeros(ins[0].shape, np.float64) + bias
+                for k, t in enumerate(ins):
+                    v += t * mult[k].astype(np.float64)
+                qr = v.reshape(-1, C) / (1 << sh) * spec.scale
+                var = qr.var(axis=0)
+                slope = np.where(var > 0, ((f - f.mean(0)) * (qr - qr.mean(0))).mean(0) / np.maximum(var, 1e-30), 1.0)
+                slope = np.clip(slope, 0.5, 2.0)
+                inter = f.mean(0) - slope * qr.mean(0)
+                mult_f = mult * slope
+                bias_f = bias * slope + inter / spec.scale * (1 << sh)
+                while np.abs(mult_f).max() >= (1 << (MULT_BITS - 1)) and sh > 1:
+                    mult_f, bias_f, sh = mult_f / 2, bias_f / 2, sh - 1
+                mult = np.round(mult_f).astype(np.int64)
+                if cfg.apot_requant:
+                    mult = apot.round_to_pow2_terms(mult, cfg.apot_requant)
+                bias = np.round(bias_f).astype(np.int64)
+                o.attrs["affine_correction"] = {"slope": slope.tolist(), "offset": inter.tolist()}
+            elif cfg.bias_correction and o.name in stats.pre_mean:
                 v = np.zeros(ins[0].shape, np.float64) + bias
                 for k, t in enumerate(ins):
                     v += t * mult[k].astype(np.float64)
@@ -375,9 +398,13 @@ def correct_sequentially(ctx: _Context, stats: CalibStats, images, progress=Fals
             o.arrays["mult"], o.arrays["bias"], o.attrs["shift"] = mult, bias, sh
             o.attrs["mult_real"] = m_real.tolist()
         env[o.output] = golden.run_op(net, o, env)
+        if fenv is not None:
+            fenv[o.output] = run_float_op(graph.op(o.name), fenv)
         for t in o.inputs:
             if last[t] == i and t != net.output:
                 env.pop(t, None)
+                if fenv is not None:
+                    fenv.pop(t, None)
 
 
 def reestimate_bn(fo, ins, lsb, off) -> tuple[np.ndarray, np.ndarray]:

@@ -129,6 +129,15 @@ class PECost:
         s = m_bits / 12.0
         return {"LUT": c["LUT"] * s, "FF": c["FF"], "CARRY": c["CARRY"] * s, "DSP": 0.0}
 
+    def shifter(self, in_bits: int, out_bits: int, max_shift: int) -> dict:
+        """Run-time left shift of an in_bits value by 0..max_shift, kept to out_bits (table: 12-bit value,
+        shift 0..31; scaled by log2 of the candidates each output bit selects from)."""
+        if max_shift <= 0:
+            return {"LUT": 0.0, "FF": 0.0, "CARRY": 0.0, "DSP": 0.0}
+        c = self._at("shift", out_bits, 0)
+        scale = math.log2(max(2, min(in_bits, max_shift + 1))) / math.log2(12)
+        return {"LUT": c["LUT"] * scale, "FF": 0.0, "CARRY": 0.0, "DSP": 0.0}
+
     def describe(self) -> dict:
         return {"pe_table": str(self.path.relative_to(PE_COST_CSV.parents[2])) if self.path.is_relative_to(
             PE_COST_CSV.parents[2]) else str(self.path), "family": self.family, "tool": self.yosys,

@@ -30,8 +30,7 @@ import numpy as np
 
 from flow.boards import Board
 from flow.qnet import QNet, bits_for
-from flow.report.calibration import (ASSUMPTIONS, FAMILY_OF_BOARD, PECost, assumption, bram18_for, dsp_count,
-                                     uses_dsp)
+from flow.report.calibration import ASSUMPTIONS, FAMILY_OF_BOARD, PECost, assumption, bram18_for, uses_dsp
 from flow.report.opcount import csd_nonzero_digits
 
 RESOURCES = ("LUT", "FF", "BRAM_18K", "DSP")
@@ -93,11 +92,6 @@ def fifo(depth: int, width: int) -> dict:
     return _add_into(ctl, {"BRAM_18K": bram18_for(depth, width)})
 
 
-def shifter_lut(width: int, max_shift: int) -> float:
-    """Variable left shift of a width-bit value by 0..max_shift (4:1 mux per LUT6 and level pair)."""
-    return width * math.ceil(math.log2(max_shift + 1) / 2) if max_shift > 0 else 0.0
-
-
 # ---- per-op models ---------------------------------------------------------------------------------
 
 class Estimator:
@@ -117,12 +111,13 @@ class Estimator:
             raise ValueError(f"fifo_depth must be 'hls4ml-default' or 'minimal', got {self.fifo_depth}")
         self.reuse = self._resolve_reuse(reuse)
 
-    # reuse factors: {op: RF} or an int for every window/dense layer; clamped to [1, n_terms]
+    # reuse factors: an int for every window/dense layer, or {op: RF} (key "default" for the others);
+    # clamped to [1, n_terms]
     def _resolve_reuse(self, reuse) -> dict:
         out = {}
         names = {o.name for o in self.net.ops}
         if isinstance(reuse, dict):
-            unknown = sorted(set(reuse) - names)
+            unknown = sorted(set(reuse) - names - {"default"})
             if unknown and self.strict:
                 from flow.errors import AdderFlowError
                 raise AdderFlowError(f"reuse factor given for unknown layer(s) {', '.join(unknown)}")
@@ -135,7 +130,7 @@ class Estimator:
                 continue
             if o.kind not in ("conv2d", "adder2d", "dense"):
                 continue
-            r = reuse.get(o.name, 1) if isinstance(reuse, dict) else (int(reuse) if reuse else 1)
+            r = reuse.get(o.name, reuse.get("default", 1)) if isinstance(reuse, dict) else (int(reuse) if reuse else 1)
             out[o.name] = int(min(max(1, int(r)), o.arrays["weight"].size))
         return out
 
@@ -181,7 +176,7 @@ class Estimator:
                 for _ in range(csd):
                     _add_into(lane, self.pe.add(acc_bits))
                     if rf > 1:  # exponents read from the ROM per cycle: a barrel shifter per term
-                        lane["LUT"] += shifter_lut(a_bits + max_exp, max_exp)
+                        lane["LUT"] += self.pe.shifter(a_bits, acc_bits, max_exp)["LUT"]
                 mult_impl = f"shift-add ({csd} CSD terms)"
             else:
                 dsp = uses_dsp(a_bits, w_bits)
@@ -247,7 +242,7 @@ class Estimator:
             for _ in range(csd):
                 _add_into(lane, self.pe.add(acc_bits))
                 if rf > 1:
-                    lane["LUT"] += shifter_lut(a_bits + max_exp, max_exp)
+                    lane["LUT"] += self.pe.shifter(a_bits, acc_bits, max_exp)["LUT"]
             impl, n_mult = f"shift-add ({csd} CSD terms)", 0
         else:
             dsp = uses_dsp(a_bits, w_bits)
@@ -291,7 +286,7 @@ class Estimator:
             if csd:   # constant exponents (channel loop unrolled): shifts are wiring, one add per term
                 _add_into(lane, self.pe.add(sum_bits), csd)
                 if r > 1:   # exponents change per cycle: a barrel shifter per term
-                    lane["LUT"] += csd * shifter_lut(sum_bits, max_exp)
+                    lane["LUT"] += csd * self.pe.shifter(b, sum_bits, max_exp)["LUT"]
             elif int(csd_nonzero_digits(mult).max()) <= 1:   # 0 / +-2^k: HLS folds into a shift
                 _add_into(lane, self.pe.add(sum_bits))
             else:
