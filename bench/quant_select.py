@@ -21,6 +21,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bits", type=int, nargs="+", default=[8, 6, 5, 4, 3])
     ap.add_argument("--method", default="redistribution+")
     ap.add_argument("--alphas", nargs="+", default=None)
+    ap.add_argument("--cached-only", action="store_true", help="only tabulate runs already stored")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "quant_select.md"))
     args = ap.parse_args(argv)
     loaded = official_resnet20()
@@ -37,7 +38,12 @@ def main(argv=None) -> int:
     for b in args.bits:
         row = [f"W{b}A{b}"]
         for a in alphas:
-            acc, ce = ex.accuracy_cached("train1000-1999", xs, ys, RUNS, bits=b, method=args.method, alpha=a)
+            got = ex.accuracy_cached("train1000-1999", xs, ys, RUNS, cached_only=args.cached_only,
+                                     bits=b, method=args.method, alpha=a)
+            if got is None:
+                row.append("(not run)")
+                continue
+            acc, ce = got
             row.append(f"{acc:.1f} / {ce:.4f}")
             print(f"bits {b} alpha {a}: {acc:.2f} ce {ce:.4f}", flush=True)
             # the model fits its training images almost perfectly, so top-1 saturates: rank by

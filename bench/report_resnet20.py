@@ -13,6 +13,7 @@ and the two build folders under build/bench_report/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 from flow.boards import BOARDS, get_board  # noqa: E402
 from flow.report import write_report  # noqa: E402
 from flow.report.estimate import RESOURCES, board_fit, estimate  # noqa: E402
-from flow.report.fit import fit_reuse  # noqa: E402
+from flow.report.estimate import TIGHT_PCT  # noqa: E402
+from flow.report.fit import fit_reuse, max_fps_that_fits  # noqa: E402
 
 OUT_MD = ROOT / "bench" / "results" / "report_resnet20.md"
 BUILD = ROOT / "build" / "bench_report"
@@ -38,7 +40,11 @@ VARIANTS = [
      {"fifo_depth": "minimal", "tune_requant": True, "fuse_requant": True}),
     ("+ SAD partial sums typed by their bound",
      {"fifo_depth": "minimal", "tune_requant": True, "fuse_requant": True, "narrow_partial_sums": True}),
+    ("+ shallow weight ROMs bound to BRAM while LUT is over",
+     {"fifo_depth": "minimal", "tune_requant": True, "fuse_requant": True, "narrow_partial_sums": True,
+      "weights_to_bram": True}),
 ]
+FIT_ONLY = ("tune_requant", "weights_to_bram")     # fit_reuse options, not estimate options
 
 
 APOT = {"apot_first": True, "apot_last": True, "bits_first": 6, "bits_last": 6, "apot_requant": 2}
@@ -95,12 +101,13 @@ def main(argv=None) -> int:
     proposed = VARIANTS[-1][1]
     for title, kw, tag in (("as the backend generates them today", {}, ""),
                            ("with all the design changes of section 2", proposed, "_proposed")):
-        ekw = {k: v for k, v in kw.items() if k != "tune_requant"}
+        ekw = {k: v for k, v in kw.items() if k not in FIT_ONLY}
         dirs = []
         for net, model in ((adder, "resnet20"), (cnn, "resnet20_cnn")):
             f = fit_reuse(net, board, args.fps, CLOCK, **kw)
             d = BUILD / f"{model}_w4_pynq-z2{tag}"
-            write_report(d, net, model=model, bits=4, board=BOARD, clock_mhz=CLOCK, reuse=f["reuse"], **ekw)
+            write_report(d, net, model=model, bits=4, board=BOARD, clock_mhz=CLOCK, reuse=f["reuse"],
+                         bram_weights=f["design"].get("bram_weights", ()), **ekw)
             net.save(d / "qnet")          # so `adderflow report DIR` can rebuild
             dirs.append(d)
         cmp_md = BUILD / f"compare{tag}.md"
@@ -132,7 +139,8 @@ def main(argv=None) -> int:
                  f"{fmt_fit(fp['board_fit'])} | {fp['binding'] or '-'} | "
                  f"{(fp.get('max_fps_that_fits', {}).get('fps') if not fp['fits'] else fp['latency']['images_per_s']):,.0f} |")
     name, kw, f = best
-    ekw = {k: v for k, v in kw.items() if k != "tune_requant"}
+    ekw = {k: v for k, v in kw.items() if k not in FIT_ONLY}
+    ekw["bram_weights"] = f["design"].get("bram_weights", ())
     e = estimate(adder, board, CLOCK, f["reuse"], **ekw)
     lines += ["", f"### Per-layer schedule at {args.fps:,.0f} images/s: the zero-DSP design with all the changes "
                   f"(interval {e['latency']['interval_cycles']:,} cycles = {e['latency']['images_per_s']:,.0f} "
@@ -196,15 +204,26 @@ def main(argv=None) -> int:
     reached = [vname for vname, vkw in VARIANTS
                if (lambda fv: fv["fits"] and fv["resources"]["DSP"] == 0 and fv["meets_target"])(
                    fit_reuse(adder, board, args.fps, CLOCK, **vkw))]
+    derated = dataclasses.replace(board, lut=int(board.lut * TIGHT_PCT / 100))
+    fm85 = max_fps_that_fits(adder, derated, CLOCK, args.fps, **VARIANTS[-1][1]).get("fps", 0)
     if reached:
-        lines += [f"- {args.fps:,.0f} images/s with DSP = 0 within {BOARD} is reached (estimate) by: "
-                  + "; ".join(reached) + "."]
+        util = f["board_fit"]["resources"]["LUT"]["utilisation_pct"]
+        lines += [f"- Reached by this estimate: {args.fps:,.0f} images/s with DSP = 0 on {BOARD} with: "
+                  + "; ".join(reached) + f". But only just: {f['resources']['LUT']:,} of {board.lut:,} LUT "
+                  f"({util:.1f}%). Above {TIGHT_PCT}% LUT, placement and routing at {CLOCK:.0f} MHz is doubtful; "
+                  f"keeping LUT <= {TIGHT_PCT}% the same design reaches about {fm85:,.0f} images/s."]
     else:
         fm = f.get("max_fps_that_fits", {}).get("fps", 0)
         lines += [f"- Not reached on {BOARD} by this estimate. Every layer meets the {args.fps:,.0f} images/s "
                   f"interval with DSP = 0, but the LUTs do not fit: {f['resources']['LUT']:,} LUT needed vs "
                   f"{board.lut:,} available even with all the design changes above; LUT binds. The fastest "
-                  f"balanced zero-DSP design that fits runs at about {fm:,.0f} images/s."]
+                  f"balanced zero-DSP design that fits runs at about {fm:,.0f} images/s "
+                  f"({fm85:,.0f} images/s keeping LUT <= {TIGHT_PCT}%)."]
+    lines += ["- What stops the design as the backend generates it today, in order of size (section 2): the "
+              "requant processes (C lanes each, one pixel per cycle), the one-image-deep stream FIFOs, the "
+              "accumulator streams between window layers and their requant, accumulator-wide SAD partial sums "
+              "and LUT-ROM weights. Each row of section 2 is a backend change; none changes the arithmetic.",
+              ]
     lines += ["- As generated today the design does not fit at any frame rate: every requant process runs C "
               "lanes (one pixel per cycle) and every stream is one image deep (hls4ml's default depth)."]
     lines.append(f"- With DSPs allowed for the requant multipliers (plain build), the same schedule needs "
@@ -214,7 +233,8 @@ def main(argv=None) -> int:
                  f"to the bits that reach the output (the low bits of a 38-bit sum only produce a carry) would "
                  f"shrink it.")
     fcn = fit_reuse(cnn, board, args.fps, CLOCK, **VARIANTS[-1][1])
-    ecn = estimate(cnn, board, CLOCK, fcn["reuse"], **{k: v for k, v in VARIANTS[-1][1].items() if k != "tune_requant"})
+    ecn = estimate(cnn, board, CLOCK, fcn["reuse"], bram_weights=fcn["design"].get("bram_weights", ()),
+                   **{k: v for k, v in VARIANTS[-1][1].items() if k not in FIT_ONLY})
     mac_lanes = sum(L["lanes"] for L in ecn["per_layer"] if L["kind"] == "conv2d")
     mac_lut = sum(L["parts"]["lanes"]["LUT"] for L in ecn["per_layer"] if L["kind"] == "conv2d")
     sad_lanes = sum(L["lanes"] for L in e["per_layer"] if L["kind"] == "adder2d")

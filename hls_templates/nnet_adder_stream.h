@@ -9,9 +9,13 @@
 //   pool     acc[c] = sum_{i,j} x[i,j,c]
 //   dense    acc[c] = sum_ci x[ci] * W[ci][c]
 //
-// Schedule (what the estimator models): a window layer reads one input pixel per cycle into its line
-// buffer; when a window is complete it produces one output pixel (all n_filt channels) in
-// reuse_factor cycles using block_factor = ceil(K*K*Cin*Cout / reuse_factor) parallel PEs.
+// Schedule (what the estimator models): a window layer visits every position of the zero-padded
+// input once, writing the pixel (n_groups x n_chan lanes, one stream read where the position is inside
+// the image) into its line buffer, about one cycle per position; where a strided window completes it
+// produces one output pixel (all n_filt channels) in reuse_factor cycles: the PE loop (SadReuse /
+// MacReuse / DenseReuse) is pipelined at II=1 over reuse_factor iterations with
+// block_factor = ceil(KH*KW*Cin*Cout / reuse_factor) parallel SAD (or MAC) lanes, i.e. II = reuse_factor
+// per output pixel. Cycles per image ~ Hp*Wp + Ho*Wo*(reuse_factor + pipeline depth).
 // Requant / pool handle one pixel per cycle with C lanes. The top is a DATAFLOW region of streams.
 #ifndef NNET_ADDER_STREAM_H_
 #define NNET_ADDER_STREAM_H_
@@ -228,15 +232,19 @@ PadRows:
             bool row_ready = ip + 1 >= KH && row_phase == 0;
             bool col_ready = jp + 1 >= KW && col_phase == 0;
             if (row_ready && col_ready) {
-            Gather:
+            Gather: // one window per output pixel; lbuf is partitioned on all but the column axis
                 for (unsigned u = 0; u < KH; u++) {
+                    #pragma HLS UNROLL
                     unsigned s = slot + 1 + u; // slot of padded row ip - KH + 1 + u (circular)
                     if (s >= KH) {
                         s -= KH;
                     }
                     for (unsigned v = 0; v < KW; v++) {
+                        #pragma HLS UNROLL
                         for (unsigned c = 0; c < C; c++) {
+                            #pragma HLS UNROLL
                             for (unsigned g = 0; g < G; g++) {
+                                #pragma HLS UNROLL
                                 win[g][(u * KW + v) * C + c] = lbuf[g][s][jp + 1 - KW + v][c];
                             }
                         }

@@ -49,6 +49,14 @@ def numpy_adder_grads(x, w, g, stride, pads, rule):
     return gx, gw
 
 
+@pytest.fixture(params=["numba", "tf"])
+def backend(request, monkeypatch):
+    """Run a test with each adder backend (fused numba loops, pure TF blocks)."""
+    monkeypatch.setenv(adder_mod.BACKEND_ENV, request.param)
+    assert adder_mod.backend() == request.param
+    return request.param
+
+
 CASES = [
     # kernel, stride, padding
     (3, 1, 1),
@@ -61,7 +69,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("kernel,stride,padding", CASES)
-def test_forward_matches_numpy(kernel, stride, padding):
+def test_forward_matches_numpy(kernel, stride, padding, backend):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 7, 6, 3)).astype(np.float32)
     layer = AdderConv2D(4, kernel, strides=stride, padding=padding)
@@ -101,6 +109,7 @@ def test_bias_is_added():
 
 
 def test_blocked_rows_match_single_block(monkeypatch):
+    monkeypatch.setenv(adder_mod.BACKEND_ENV, "tf")
     rng = np.random.default_rng(4)
     x = rng.normal(size=(3, 6, 6, 4)).astype(np.float32)
     layer = AdderConv2D(5, 3, strides=1, padding=1)
@@ -134,7 +143,7 @@ def _grads(layer, x, g):
     return gx.numpy(), gw.numpy()
 
 
-def test_addernet_gradient_by_hand_1x1():
+def test_addernet_gradient_by_hand_1x1(backend):
     """One pixel, one input and two output channels: every number can be checked by hand."""
     layer = AdderConv2D(2, 1, adder_gradient="addernet", eta=0.2)
     x = np.array([[[[0.5]]]], np.float32)
@@ -151,7 +160,7 @@ def test_addernet_gradient_by_hand_1x1():
 
 
 @pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 1), (3, 2, 1), (1, 2, "valid")])
-def test_addernet_gradient_matches_numpy(kernel, stride, padding):
+def test_addernet_gradient_matches_numpy(kernel, stride, padding, backend):
     rng = np.random.default_rng(5)
     x = rng.normal(size=(2, 5, 5, 2)).astype(np.float32)
     layer = AdderConv2D(3, kernel, strides=stride, padding=padding, adder_gradient="addernet", eta=0.2)
@@ -167,7 +176,7 @@ def test_addernet_gradient_matches_numpy(kernel, stride, padding):
 
 
 @pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 1), (1, 2, "valid")])
-def test_sign_gradient_is_exact_gradient(kernel, stride, padding):
+def test_sign_gradient_is_exact_gradient(kernel, stride, padding, backend):
     rng = np.random.default_rng(6)
     x = rng.normal(size=(2, 5, 5, 2)).astype(np.float32)
     layer = AdderConv2D(3, kernel, strides=stride, padding=padding, adder_gradient="sign")
@@ -190,6 +199,36 @@ def test_sign_gradient_is_exact_gradient(kernel, stride, padding):
     auto_gx, auto_gw = tape.gradient(loss, [xt, w])
     np.testing.assert_allclose(gx, auto_gx.numpy(), atol=1e-5)
     np.testing.assert_allclose(gw, auto_gw.numpy(), atol=1e-5)
+
+
+def test_backends_agree_inside_a_compiled_training_step(monkeypatch):
+    """The same Keras model, traced under each backend, gives the same loss and gradients."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(4, 6, 6, 3)).astype(np.float32)
+    inp = tf.keras.Input((6, 6, 3))
+    mid = AdderConv2D(4, 3, strides=2, padding=1, name="a")(inp)
+    out = AdderConv2D(2, 1, adder_gradient="sign", name="b")(tf.keras.layers.ReLU()(mid))
+    model = tf.keras.Model(inp, out)
+    results = {}
+    for name in ("numba", "tf"):
+        monkeypatch.setenv(adder_mod.BACKEND_ENV, name)
+
+        @tf.function
+        def step(xb):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(model(xb)))
+            return loss, tape.gradient(loss, model.trainable_variables)
+
+        results[name] = step(tf.constant(x))
+    np.testing.assert_allclose(results["numba"][0].numpy(), results["tf"][0].numpy(), rtol=1e-5)
+    for a, b in zip(results["numba"][1], results["tf"][1]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_unknown_backend_is_refused(monkeypatch):
+    monkeypatch.setenv(adder_mod.BACKEND_ENV, "cuda")
+    with pytest.raises(AdderFlowError, match="ADDERFLOW_ADDER_BACKEND=cuda"):
+        adder_mod.backend()
 
 
 def test_config_round_trip_and_model_save_load(tmp_path):

@@ -141,3 +141,19 @@ def test_fixture_class_dsp_rule():
 def test_reuse_dict_default_key(adder_net):
     e = estimate(adder_net, PYNQ, 100, reuse={"default": 16, "s1b0_conv1": 64})
     assert e["reuse"]["s1b0_conv1"] == 64 and e["reuse"]["s2b1_conv1"] == 16
+
+
+def test_weights_to_bram_trades_lut_for_bram(adder_net):
+    kw = dict(fifo_depth="minimal", tune_requant=True, fuse_requant=True)
+    base = fit_reuse(adder_net, "pynq-z2", 3000, 100, **kw)
+    moved = fit_reuse(adder_net, "pynq-z2", 3000, 100, weights_to_bram=True, **kw)
+    assert not base["board_fit"]["resources"]["LUT"]["fits"]
+    assert moved["design"]["bram_weights"]
+    assert moved["resources"]["LUT"] < base["resources"]["LUT"]
+    assert moved["resources"]["BRAM_18K"] > base["resources"]["BRAM_18K"]
+    assert moved["board_fit"]["resources"]["BRAM_18K"]["fits"]
+
+
+def test_tight_fit_is_flagged():
+    fit = board_fit({"LUT": 50_000, "FF": 10, "BRAM_18K": 0, "DSP": 0}, PYNQ)
+    assert fit["fits"] and fit["tight"] == ["LUT"] and "timing" in fit["tight_note"]

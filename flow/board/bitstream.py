@@ -176,8 +176,10 @@ def build_bitstream(build, board: str, jobs: int = 2, force: bool = False) -> di
     ip_repo = hls / json.loads((hls / axi_top.IP_JSON).read_text())["ip_repo"]
     steps = (f"cd {hls} && vitis_hls -f {export.name}; "
              f"cd {entry.parent} && vivado -mode batch -source {entry.name}")
-    note = f" (Tcl dry-run in tclsh passed: {checked['cells']} cells, {checked['intf_nets'] + checked['nets']} nets)" \
-        if checked else ""
+    note = ""
+    if checked:
+        links = checked["intf_nets"] + checked["nets"]
+        note = f" (Tcl dry-run in tclsh passed: {checked['cells']} cells, {links} connections)"
     if not (ip_repo / "component.xml").is_file():
         if shutil.which("vitis_hls") is None:
             raise ToolMissingError(f"vitis_hls not on PATH: generated {export} and {entry}{note}; "

@@ -189,7 +189,8 @@ def run_cnn(args, out: Path, board, clock_mhz, steps: Steps) -> dict:
         if not args.data:
             raise AdderFlowError("--csim N needs --data D.npz (test images)")
         images, labels = load_dataset(args.data, split="test", limit=args.csim)
-    model = steps.run("QKeras twin", cnn_twin.build_qkeras_resnet20_cnn, bits=args.bits, seed=args.seed)
+    calib = cnn_twin.preprocess(images[:64], bits=args.bits) if images is not None else None
+    model = steps.run("QKeras twin", cnn_twin.build_qkeras_resnet20_cnn, bits=args.bits, seed=args.seed, calib=calib)
     hls_dir = out / "hls_prj"
     hls_model = steps.run("write HLS project (stock Vitis)", cnn_twin.convert, model, hls_dir, part=board.part,
                           clock_mhz=clock_mhz, reuse=args.reuse or 1)
@@ -201,7 +202,9 @@ def run_cnn(args, out: Path, board, clock_mhz, steps: Steps) -> dict:
         got = cnn_twin.csim_predict(hls_model, x)
         sim_s = time.perf_counter() - t
         ref = model.predict(x, verbose=0)
+        corr = float(np.corrcoef(got.reshape(-1), ref.reshape(-1))[0, 1]) if got.std() > 0 and ref.std() > 0 else None
         csim = {"images": int(len(x)), "mismatches": None, "accuracy": float(np.mean(got.argmax(1) == labels)),
+                "qkeras_logit_correlation": corr, "qkeras_max_abs_diff": float(np.abs(got - ref).max()),
                 "golden_accuracy": None, "qkeras_top1_agreement": float(np.mean(got.argmax(1) == ref.argmax(1))),
                 "compile_s": round(compile_s, 2), "csim_s": round(sim_s, 3),
                 "csim_images_per_s": round(len(x) / sim_s, 2) if sim_s > 0 else None,

@@ -15,7 +15,8 @@ Schedule (per image):
   (reported per layer as "variant"): a requant named in `reuse` is time-multiplexed over R cycles per
   pixel with ceil(C/R) lanes; `fuse_requant=True` merges each requant into the window layer feeding it
   (no accumulator stream, no separate process); `narrow_partial_sums=True` types the SAD adder-tree
-  partial sums by their bound instead of the accumulator width (the template adds at accum_t width).
+  partial sums by their bound instead of the accumulator width (the template adds at accum_t width);
+  `bram_weights` (layer names) binds those layers' shallow weight memories to BRAM instead of LUT ROM.
 * processes run concurrently: the interval is the slowest process; the latency is the longest
   start-to-end path through the graph at the clock.
 Resources: lanes x the yosys-calibrated element costs (calibration.PECost) + memories + line buffers +
@@ -34,6 +35,7 @@ from flow.report.calibration import ASSUMPTIONS, FAMILY_OF_BOARD, PECost, assump
 from flow.report.opcount import csd_nonzero_digits
 
 RESOURCES = ("LUT", "FF", "BRAM_18K", "DSP")
+TIGHT_PCT = 85          # utilisation above which a "fit" is flagged as doubtful for place and route
 SOURCE = "estimate"
 
 
@@ -97,13 +99,14 @@ def fifo(depth: int, width: int) -> dict:
 class Estimator:
     def __init__(self, net: QNet, board: Board, clock_mhz: float, reuse=None, shift_add_all: bool = False,
                  fifo_depth: str | None = None, fuse_requant: bool = False, narrow_partial_sums: bool = False,
-                 include_platform: bool = True, strict: bool = True, pe: PECost | None = None):
+                 include_platform: bool = True, bram_weights=(), strict: bool = True, pe: PECost | None = None):
         self.net, self.board, self.clock_mhz = net, board, float(clock_mhz)
         self.pe = pe or PECost(FAMILY_OF_BOARD.get(board.family, "xc7"))
         self.shift_add_all = shift_add_all
         self.fuse_requant = fuse_requant
         self.narrow_partial_sums = narrow_partial_sums
         self.include_platform = include_platform
+        self.bram_weights = set(bram_weights or ())
         self.strict = strict
         self.warnings: list = []
         self.fifo_depth = fifo_depth or assumption("fifo_depth")
@@ -133,6 +136,10 @@ class Estimator:
             r = reuse.get(o.name, reuse.get("default", 1)) if isinstance(reuse, dict) else (int(reuse) if reuse else 1)
             out[o.name] = int(min(max(1, int(r)), o.arrays["weight"].size))
         return out
+
+    def _rom_lut_depth(self, op) -> int:
+        """Deepest weight memory kept in LUTs; 0 when the layer's weights are bound to BRAM (proposal)."""
+        return 0 if op.name in self.bram_weights else assumption("rom_lut_max_depth")
 
     def window_geometry(self, op) -> dict:
         h, w, cin = self.net.tensors[op.inputs[0]].shape
@@ -185,7 +192,7 @@ class Estimator:
         parts["lanes"] = _add_into(_zero(), lane, lanes)
         # weights: one reshaped memory of depth RF, width lanes * w_bits (+ CSD exponent/sign tables)
         rom_width = lanes * w_bits + lanes * csd * (8 + 2)
-        parts["weights"] = _zero() if rf == 1 else memory(rf, rom_width, assumption("rom_lut_max_depth"))
+        parts["weights"] = _zero() if rf == 1 else memory(rf, rom_width, self._rom_lut_depth(op))
         # line buffer lbuf[G][K][WP][C] partitioned on G, K, C: G*K*C memories of depth WP, width a_bits
         groups = len(op.arrays.get("group_in_mult", [0])) if adder else 1
         if g["K"] > 1:
@@ -255,7 +262,7 @@ class Estimator:
                 lane_mults = n_mult
         parts["lanes"] = _add_into(_zero(), lane, lanes if csd or rf != 1 else lane_mults)
         parts["weights"] = _zero() if rf == 1 else memory(rf, lanes * w_bits + lanes * csd * 10,
-                                                          assumption("rom_lut_max_depth"))
+                                                          self._rom_lut_depth(op))
         parts["control"] = {**_zero(), "LUT": assumption("control_lut"), "FF": assumption("control_ff")}
         res = _zero()
         for p in parts.values():
@@ -394,7 +401,7 @@ class Estimator:
             "per_layer": layers, "streams": streams,
             "assumptions": {"fifo_depth": self.fifo_depth, "shift_add_all": self.shift_add_all,
                             "fuse_requant": self.fuse_requant, "narrow_partial_sums": self.narrow_partial_sums,
-                            "include_platform": self.include_platform,
+                            "include_platform": self.include_platform, "bram_weights": sorted(self.bram_weights),
                             "requant_reuse": {k: v for k, v in self.reuse.items() if net.op(k).kind == "requant"}},
         }
 
@@ -462,6 +469,11 @@ def board_fit(resources: dict, board: Board, per_layer: list | None = None) -> d
         fits &= ok
         rows[k] = {"used": used, "available": avail, "utilisation_pct": round(pct, 1), "fits": ok}
     out = {"board": board.name, "part": board.part, "fits": fits, "resources": rows}
+    tight = [k for k in RESOURCES if rows[k]["fits"] and rows[k]["utilisation_pct"] > TIGHT_PCT]
+    if tight:
+        out["tight"] = tight
+        out["tight_note"] = (f"{', '.join(tight)} above {TIGHT_PCT}% of the device: placement and routing may not "
+                             f"close timing; treat as not fitting until Vivado implements it")
     over = [k for k in RESOURCES if not rows[k]["fits"]]
     if per_layer:
         worst = over or [max(RESOURCES, key=lambda k: rows[k]["utilisation_pct"])]

@@ -5,6 +5,8 @@ target interval (clock / fps), i.e. the fewest parallel lanes; no layer is faste
 be. Layers whose cycles do not depend on a reuse factor (requant, pooling: one pixel per cycle; the
 window layers' input rate) set a floor on the interval. If the balanced design does not fit the board,
 the over-capacity resource is the one that binds, and we search the highest frame rate that fits.
+With weights_to_bram, LUT-ROM weight memories move to BRAM (largest LUT saving first) while LUT is over
+capacity and BRAM has room (needs a storage binding per layer in the backend: a proposal).
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def balanced_reuse(net: QNet, board: Board, target_interval: float, clock_mhz: f
     return reuse, too_slow
 
 
-def fit_reuse(qnet: QNet, board, target_fps: float, clock_mhz: float, tune_requant: bool = False, **kw) -> dict:
+def fit_reuse(qnet: QNet, board, target_fps: float, clock_mhz: float, tune_requant: bool = False,
+              weights_to_bram: bool = False, **kw) -> dict:
     """Reuse factors for `target_fps` on `board`; whether the result fits, what binds, the best that fits."""
     board = get_board(board) if isinstance(board, str) else board
     if target_fps <= 0:
@@ -74,26 +77,49 @@ def fit_reuse(qnet: QNet, board, target_fps: float, clock_mhz: float, tune_requa
     reuse, too_slow = balanced_reuse(qnet, board, interval, clock_mhz, tune_requant, **kw)
     est = estimate(qnet, board, clock_mhz, reuse, **kw)
     fit = board_fit(est["resources"], board, est["per_layer"])
+    if weights_to_bram and not fit["fits"] and not fit["resources"]["LUT"]["fits"]:
+        kw["bram_weights"], est, fit = _trade_lut_for_bram(qnet, board, clock_mhz, reuse, est, **kw)
     over = [k for k in RESOURCES if not fit["resources"][k]["fits"]]
     out = {"source": "estimate", "target_fps": float(target_fps), "clock_mhz": float(clock_mhz),
            "target_interval_cycles": int(interval), "reuse": reuse, "latency": est["latency"],
            "resources": {k: est["resources"][k] for k in RESOURCES}, "board_fit": fit,
            "meets_target": not too_slow and est["latency"]["images_per_s"] >= target_fps * 0.999,
            "fits": fit["fits"], "rate_limited_by": too_slow, "binding": None,
-           "design": {"tune_requant": tune_requant, **{k: v for k, v in kw.items() if k != "pe"}}}
+           "design": {"tune_requant": tune_requant, "weights_to_bram": weights_to_bram,
+                      **{k: (sorted(v) if isinstance(v, (set, list, tuple)) else v) for k, v in kw.items()
+                         if k != "pe"}}}
     if too_slow:
         out["binding"] = "stream rate of " + ", ".join(t["name"] for t in too_slow[:3])
     elif over:
         util = {k: fit["resources"][k]["utilisation_pct"] for k in over}
         out["binding"] = max(util, key=util.get)
     if not fit["fits"] or too_slow:
+        kw.pop("bram_weights", None)
         out["max_fps_that_fits"] = max_fps_that_fits(qnet, board, clock_mhz, hi_fps=target_fps,
-                                                     tune_requant=tune_requant, **kw)
+                                                     tune_requant=tune_requant, weights_to_bram=weights_to_bram, **kw)
     return out
 
 
+def _trade_lut_for_bram(net: QNet, board: Board, clock_mhz: float, reuse: dict, est: dict, **kw):
+    """Bind LUT-ROM weight memories to BRAM, biggest LUT saving first, while LUT is over and BRAM fits."""
+    chosen = set(kw.pop("bram_weights", ()) or ())
+    fit = board_fit(est["resources"], board, est["per_layer"])
+    roms = sorted((L for L in est["per_layer"] if L["weights_in"] == "LUT ROM"),
+                  key=lambda L: -L["parts"]["weights"]["LUT"])
+    for L in roms:
+        trial = chosen | {L["name"]}
+        e2 = estimate(net, board, clock_mhz, reuse, bram_weights=trial, **kw)
+        f2 = board_fit(e2["resources"], board, e2["per_layer"])
+        if not f2["resources"]["BRAM_18K"]["fits"]:
+            break
+        chosen, est, fit = trial, e2, f2
+        if fit["fits"]:
+            break
+    return sorted(chosen), est, fit
+
+
 def max_fps_that_fits(net: QNet, board: Board, clock_mhz: float, hi_fps: float, iterations: int = 18,
-                      tune_requant: bool = False, **kw) -> dict:
+                      tune_requant: bool = False, weights_to_bram: bool = False, **kw) -> dict:
     """Bisection on the frame rate: the fastest balanced design that fits the board (estimate)."""
     lo, best = 0.0, None
     hi = float(hi_fps)
@@ -101,7 +127,10 @@ def max_fps_that_fits(net: QNet, board: Board, clock_mhz: float, hi_fps: float, 
         mid = (lo + hi) / 2 if best is not None or lo > 0 else hi / 2
         reuse, too_slow = balanced_reuse(net, board, float(clock_mhz) * 1e6 / mid, clock_mhz, tune_requant, **kw)
         est = estimate(net, board, clock_mhz, reuse, **kw)
-        ok = board_fit(est["resources"], board)["fits"] and not too_slow
+        fit = board_fit(est["resources"], board, est["per_layer"])
+        if weights_to_bram and not fit["fits"] and not fit["resources"]["LUT"]["fits"]:
+            _, est, fit = _trade_lut_for_bram(net, board, clock_mhz, reuse, est, **kw)
+        ok = fit["fits"] and not too_slow
         if ok:
             lo, best = mid, {"fps": est["latency"]["images_per_s"], "reuse": reuse,
                              "resources": {k: est["resources"][k] for k in RESOURCES}}

@@ -52,8 +52,10 @@ def markdown(rep: dict) -> str:
             r = fit["resources"][k]
             out.append(f"| {k} | {_fmt(r['used'])} | {_fmt(r['available'])} | {r['utilisation_pct']:.1f}% | "
                        f"{'yes' if r['fits'] else '**no**'} |")
-        out += ["", f"**Fits: {'yes' if fit['fits'] else 'no'}**" + (f" - {fit['advice']}" if fit.get("advice") else ""),
-                ""]
+        verdict = f"**Fits: {'yes' if fit['fits'] else 'no'}**"
+        verdict += f" - {fit['advice']}" if fit.get("advice") else ""
+        verdict += f" - {fit['tight_note']}" if fit.get("tight_note") else ""
+        out += ["", verdict, ""]
         if res.get("breakdown"):
             out += ["Breakdown (estimate): " + "; ".join(
                 f"{k}: " + ", ".join(f"{r} {_fmt(int(round(v.get(r, 0))))}" for r in RES)
