@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     graph, xtr, ytr, _, _ = loaded
     ex = Experiment(graph, xtr[CALIB])
     xs, ys = xtr[SELECT], ytr[SELECT]
-    fp = ex.float_accuracy(xs, ys)
+    fp = ex.float_accuracy_cached("train1000-1999", xs, ys, RUNS)
     alphas = [a if a == "mse" else float(a) for a in (args.alphas or CANDIDATES)]
     rows, best = [], {}
     t0 = time.time()

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     xte, yte = xte[:args.limit], yte[:args.limit]
     ex = Experiment(graph, xtr[CALIB])
     t0 = time.time()
-    fp = ex.float_accuracy(xte, yte)
+    fp = ex.float_accuracy_cached("test1k", xte, yte, RUNS)
     rows = []
     for b in args.bits:
         row = [f"W{b}A{b}"]
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
             acc, _ = ex.accuracy_cached("test1k", xte, yte, RUNS, bits=b, **cfg)
             row.append(acc)
             print(f"W{b}A{b} {label}: {acc:.2f}", flush=True)
-        row.append(f"{row[-1] - fp:+.2f}")
+        row.append(f"{row[-1] - fp:+.2f}" if isinstance(row[-1], float) else "")
         rows.append(row)
     header = ["bits", "FP"] + [c for c, _ in COLUMNS] + ["ours: drop vs FP"]
     rows = [[r[0], fp] + r[1:] for r in rows]

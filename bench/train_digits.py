@@ -35,7 +35,7 @@ def main() -> int:
             cfg = TrainConfig(model="adder_small", data="digits", epochs=args.epochs, batch_size=args.batch_size,
                               adder_gradient=rule, seed=seed)
             t0 = time.perf_counter()
-            _, res = train(cfg, progress=False)
+            _, res = train(cfg, progress=False, log=False)
             wall = time.perf_counter() - t0
             rows.append((rule, seed, res.val_accuracy, res.train_accuracy, res.history[-1]["loss"], wall))
             print(f"{rule:8s} seed {seed}: held-out {100 * res.val_accuracy:.2f}%  ({wall:.1f} s)", flush=True)

@@ -63,16 +63,28 @@ def augment_crop_flip(x_uint8: np.ndarray, rng: np.random.Generator, pad: int = 
 
 
 def _val_source(cfg: TrainConfig):
-    """Held-out data: --val-data, else the test split of digits or of a CIFAR batches folder."""
+    """Held-out data: --val-data, else the test split of digits or of a CIFAR batches folder, else the one
+    *test*.npz beside a *train*.npz."""
     if cfg.val_data:
         return cfg.val_data, "test"
     if cfg.data == "digits" or Path(cfg.data).is_dir():
         return cfg.data, "test"
+    from flow.data import find_split_files
+
+    try:
+        train_file, test_file = find_split_files(Path(cfg.data).parent)
+    except AdderFlowError:
+        return None, None
+    if train_file.resolve() == Path(cfg.data).resolve():
+        return str(test_file), "test"
     return None, None
 
 
-def train(cfg: TrainConfig, out: Path | None = None, progress: bool = True) -> tuple[object, TrainResult]:
-    """Train `cfg.model` on `cfg.data`; returns (keras model, result). Writes nothing unless `out` is given."""
+def train(cfg: TrainConfig, out: Path | None = None, progress: bool = True,
+          log: bool = True) -> tuple[object, TrainResult]:
+    """Train `cfg.model` on `cfg.data`; returns (keras model, result). Writes nothing unless `out` is given.
+
+    `progress` shows a tqdm bar per epoch, `log` prints one line per epoch."""
     import tensorflow as tf
     from tqdm import tqdm
 
@@ -102,7 +114,11 @@ def train(cfg: TrainConfig, out: Path | None = None, progress: bool = True) -> t
         from flow.importer import load_weights_any
 
         init = load_weights_any(cfg.model, cfg.init_weights)
-        model.set_weights(init.get_weights())
+        try:
+            model.set_weights(init.get_weights())
+        except ValueError as exc:
+            raise AdderFlowError(f"{cfg.init_weights}: weights do not fit {cfg.model} on inputs "
+                                 f"{x_train.shape[1:]} ({str(exc).splitlines()[0][:160]})") from None
 
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
@@ -112,7 +128,7 @@ def train(cfg: TrainConfig, out: Path | None = None, progress: bool = True) -> t
     variables = model.trainable_variables
     wd = tf.constant(cfg.weight_decay, tf.float32)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)  # no Python control flow to convert
     def step(xb, yb):
         with tf.GradientTape() as tape:
             logits = model(xb, training=True)
@@ -125,6 +141,7 @@ def train(cfg: TrainConfig, out: Path | None = None, progress: bool = True) -> t
 
     result = TrainResult(config=asdict(cfg), train_n=len(x_train))
     result.config["augment"] = bool(augment)
+    result.config["val_data"] = val_path
     result.config["schedule"] = f"cosine from {cfg.lr} to 0 over {total_steps} steps"
     result.config["weight_decay_mode"] = "coupled L2 added to gradients before momentum (as torch SGD)"
     t_start = time.perf_counter()
@@ -150,7 +167,7 @@ def train(cfg: TrainConfig, out: Path | None = None, progress: bool = True) -> t
                   "lr_end": float(schedule(min((epoch + 1) * steps_per_epoch, total_steps))),
                   "seconds": round(time.perf_counter() - t0, 2)}
         result.history.append(record)
-        if progress:
+        if log:
             print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}  train acc {record['train_accuracy']:.4f}"
                   f"  ({record['seconds']:.1f} s)", flush=True)
     result.train_accuracy = result.history[-1]["train_accuracy"]

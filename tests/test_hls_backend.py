@@ -187,3 +187,17 @@ def test_apot_terms_attr_selects_shift_add_per_layer(tmp_path):
     hm, _ = write_project(tmp_path, net)
     mults = project.layer_multipliers(hm)
     assert mults["b0_rq1"] == 0 and mults["conv1_rq"] > 0
+
+
+def test_reuse_config_yaml(tmp_path):
+    from flow.errors import AdderFlowError
+
+    net = random_qnet(3)
+    (tmp_path / "plain.yaml").write_text("b0_adder1: 8\nfc: 4\n")
+    (tmp_path / "hls4ml.yaml").write_text("LayerName:\n  b0_adder1:\n    ReuseFactor: 8\n")
+    assert project.load_reuse_config(tmp_path / "plain.yaml") == {"b0_adder1": 8, "fc": 4}
+    assert project.load_reuse_config(tmp_path / "hls4ml.yaml") == {"b0_adder1": 8}
+    cfg = project.hls_config(net, reuse=2, reuse_config={"b0_adder1": 8})
+    assert cfg["LayerName"]["b0_adder1"]["ReuseFactor"] == 8 and cfg["LayerName"]["conv1"]["ReuseFactor"] == 2
+    with pytest.raises(AdderFlowError, match="unknown layers"):
+        project.hls_config(net, reuse_config={"nope": 2})

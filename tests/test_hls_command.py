@@ -34,6 +34,9 @@ def test_hls_command_csim_and_report(tiny, capsys):
     assert cs["compile_s"] > 0 and cs["csim_images_per_s"] > 0
     assert (out / "hls_prj" / "firmware" / "myproject.cpp").is_file()
     assert (out / "qnet" / "qnet.json").is_file()
+    opts = (out / "hls_prj" / "build_opt.tcl").read_text()  # `vitis_hls -f build_prj.tcl` runs all of it
+    for step in ("csim", "synth", "cosim", "export"):
+        assert f"{step:<10} 1" in opts
     tb = (out / "hls_prj" / "tb_data" / "tb_output_predictions.dat").read_text().splitlines()
     assert len(tb) == 5
     # never overwritten without --force

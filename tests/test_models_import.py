@@ -223,8 +223,8 @@ def test_eval_cli_json(tmp_path, resnet20_ckpt, cifar_test1k, capsys):
     assert "accuracy" in capsys.readouterr().out
 
 
-@pytest.mark.slow
 def test_imported_resnet20_accuracy_on_test1k(imported, cifar_test1k):
+    """The must-show number: 91.6% +- 0.1 on all 1000 images (about 10 s with the numba backend)."""
     x, y = data.load_dataset(cifar_test1k)
     logits = predict_logits(imported, data.preprocess(x), batch_size=100)
     assert abs((logits.argmax(1) == y).mean() - 0.916) <= 0.001

@@ -83,3 +83,17 @@ def test_inspect_writes_pngs(tmp_path, digits_npz):
     files = sorted(p.name for p in (tmp_path / "png").iterdir())
     assert files == ["layer1_0_conv1.png", "layer1_0_conv2.png", "overview.png"]
     assert (tmp_path / "png" / "overview.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_python_api_resnet20_cnn_seeded(tmp_path):
+    """The CNN twin with seeded weights (no checkpoint exists): conv2d ops everywhere, a valid QNet."""
+    from flow import golden
+    from flow.quant import quantize
+
+    x = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    net = quantize("resnet20_cnn", None, x, bits=6, cache=False)
+    kinds = {o.kind for o in net.ops}
+    assert "adder2d" not in kinds and sum(o.kind == "conv2d" for o in net.ops) == 21
+    assert net.op("layer2_0_downsample_0").kind == "conv2d"
+    logits = golden.predict(net, x[:4])
+    assert logits.shape == (4, 10) and np.all(np.isfinite(logits)) and np.ptp(logits) > 0

@@ -50,6 +50,9 @@ def test_train_cli_writes_model_and_summary_then_refuses_overwrite(tmp_path, cap
                 "--json", str(res), "--no-progress"]) == 0
     result = json.loads(res.read_text())
     assert result["n"] == 359 and result["accuracy"] == pytest.approx(summary["val_accuracy"], abs=1e-9)
+    # a saved model names its own network
+    assert cli(["eval", "--model", str(out), "--data", "digits", "--json", str(res), "--no-progress"]) == 0
+    assert json.loads(res.read_text())["accuracy"] == result["accuracy"]
 
 
 def test_train_bad_inputs(tmp_path, capsys):
@@ -69,7 +72,6 @@ def test_eval_rejects_mismatched_keras_model(tmp_path, capsys):
     assert "holds model 'adder_small', not 'resnet20'" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_adder_small_reaches_95_percent_on_digits():
     model, result = train(TrainConfig(model="adder_small", data="digits", epochs=10, batch_size=64), progress=False)
     assert result.val_accuracy >= 0.95
@@ -103,3 +105,28 @@ def test_eval_of_a_quantized_network_uses_the_golden_model(tmp_path, capsys):
     capsys.readouterr()
     assert cli(["eval", "--model", str(net_dir), "--data", str(tmp_path / "tiny.npz"), "--no-progress"]) == 1
     assert "needs qnet.json and qnet.npz" in capsys.readouterr().err
+
+
+def test_train_npz_uses_the_test_file_beside_it(tmp_path, capsys):
+    from flow.data import load_dataset
+
+    x, y = load_dataset("digits", split="train")
+    np.savez(tmp_path / "d_train.npz", x=x[:128], y=y[:128])
+    xt, yt = load_dataset("digits", split="test")
+    np.savez(tmp_path / "d_test.npz", x=xt[:50], y=yt[:50])
+    out = tmp_path / "m.keras"
+    assert cli(["train", "--model", "adder_small", "--data", str(tmp_path / "d_train.npz"), "--epochs", "1",
+                "--batch-size", "64", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["val_n"] == 50 and summary["config"]["val_data"].endswith("d_test.npz")
+    assert summary["train_n"] == 128 and "epoch 1/1" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_fine_tuning_the_official_resnet20_keeps_its_accuracy(tmp_path, resnet20_ckpt, cifar_train2k, cifar_test1k):
+    """One AdderNet-gradient epoch at a small learning rate (crop/flip on) must not wreck the network."""
+    cfg = TrainConfig(model="resnet20", data=str(cifar_train2k), val_data=str(cifar_test1k), epochs=1,
+                      batch_size=64, lr=0.002, limit=256, init_weights=str(resnet20_ckpt))
+    _, result = train(cfg, progress=False)
+    assert result.config["augment"] is True
+    assert result.val_accuracy >= 0.89

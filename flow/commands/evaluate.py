@@ -13,8 +13,8 @@ from flow.errors import AdderFlowError
 
 def add_arguments(parser):
     parser.add_argument("--model", required=True,
-                        help="model name (resnet20, resnet20_cnn, adder_small) with --weights, "
-                             "or a folder holding qnet.json (integer golden model)")
+                        help="model name (resnet20, resnet20_cnn, adder_small) with --weights, a saved .keras "
+                             "model, or a folder holding qnet.json (integer golden model)")
     parser.add_argument("--weights", help="weights: PyTorch .pth (no torch needed) or Keras .keras/.h5")
     parser.add_argument("--data", help="a .npz (x uint8 NHWC, y), a cifar-10-batches-py folder, or 'digits' "
                                        "(default: ../shared/data/cifar10_test1k.npz; digits for adder_small)")
@@ -58,17 +58,21 @@ def run(args) -> int:
             raise AdderFlowError(f"{qnet_dir}: {exc}") from None
         kind, model_label, weights = "integer (golden model)", str(qnet_dir), str(qnet_dir / "qnet.json")
     else:
-        if not args.weights:
-            raise AdderFlowError("--weights is required with a model name (a .pth or .keras file)")
         from flow.data import preprocess
-        from flow.importer import load_weights_any
+        from flow.importer import KERAS_SUFFIXES, load_weights_any
         from flow.models import MODELS, predict_logits
 
-        if args.model not in MODELS:
-            raise AdderFlowError(f"unknown model '{args.model}' (choose from {', '.join(MODELS)}, or a folder with qnet.json)")
-        model = load_weights_any(args.model, args.weights)
+        if args.model not in MODELS and qnet_dir.suffix in KERAS_SUFFIXES and qnet_dir.is_file() and not args.weights:
+            model = load_weights_any(None, qnet_dir)  # `--model saved.keras`: the file names its network
+        else:
+            if args.model not in MODELS:
+                raise AdderFlowError(f"unknown model '{args.model}' (choose from {', '.join(MODELS)}, "
+                                     "a saved .keras model, or a folder with qnet.json)")
+            if not args.weights:
+                raise AdderFlowError("--weights is required with a model name (a .pth or .keras file)")
+            model = load_weights_any(args.model, args.weights)
         logits = predict_logits(model, preprocess(x, dataset_kind(x)), args.batch_size, progress)
-        kind, model_label, weights = "float (Keras)", args.model, str(args.weights)
+        kind, model_label, weights = "float (Keras)", model.name, str(args.weights or args.model)
     seconds = time.perf_counter() - t0
     if logits.shape[0] != len(y):
         raise AdderFlowError(f"model returned {logits.shape[0]} predictions for {len(y)} images")

@@ -11,7 +11,8 @@ def add_arguments(parser):
     parser.add_argument("--model", required=True, help="resnet20, resnet20_cnn or adder_small")
     parser.add_argument("--data", required=True,
                         help="'digits' (sklearn, 80/20 split), a train .npz, or a cifar-10-batches-py folder")
-    parser.add_argument("--val-data", help="held-out .npz (default: the test split of digits or of a CIFAR folder)")
+    parser.add_argument("--val-data", help="held-out .npz (default: the test split of digits or of a CIFAR folder, "
+                                           "or the one *test*.npz beside a *train*.npz)")
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--out", required=True, metavar="MODEL.keras", help="model to write (summary beside it as .json)")
     parser.add_argument("--batch-size", type=int, default=128)

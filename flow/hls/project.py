@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -115,9 +114,3 @@ def set_build_options(hls_dir, csim=True, synth=True, cosim=True, export=True) -
                 vsynth=0, fifo_opt=0)
     body = "".join(f"    {k:<10} {v}\n" for k, v in opts.items())
     Path(hls_dir, "build_opt.tcl").write_text("array set opt {\n" + body + "}\n")
-
-
-def env_with_threads() -> dict:
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env

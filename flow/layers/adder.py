@@ -116,7 +116,9 @@ def im2col(x, pads, kernel_size, strides):
 
 
 def adder_rows(a, wt):
-    """-sum_d |a[m, d] - wt[o, d]| -> (M, O), in row blocks of bounded memory (no gradient of its own)."""
+    """-sum_d |a[m, d] - wt[o, d]| -> (M, O): fused numba loops, or TF in row blocks of bounded memory.
+
+    No gradient of its own (see `adder_conv2d`)."""
     if _numba_rows(a):
         from flow.layers import adder_numba
 
