@@ -44,10 +44,13 @@ def run(args) -> int:
         augment=False if args.no_augment else None, val_data=args.val_data, limit=args.limit,
         init_weights=args.weights,
     )
-    _, result = train(cfg, out=out, progress=not args.no_progress)
+    model, result = train(cfg, out=out, progress=not args.no_progress)
+    from flow.models import is_adder_layer
+
+    rule = f"{args.adder_gradient} gradient" if any(is_adder_layer(l) for l in model.layers) else "no adder layers"
     val = f"{100 * result.val_accuracy:.2f}% on {result.val_n} held-out images" if result.val_accuracy is not None \
         else "no held-out data (pass --val-data)"
-    print(f"trained {args.model} ({args.adder_gradient} gradient) for {args.epochs} epochs in {result.seconds:.1f} s: "
+    print(f"trained {args.model} ({rule}) for {args.epochs} epochs in {result.seconds:.1f} s: "
           f"train acc {100 * result.train_accuracy:.2f}%, held-out accuracy {val}")
     print(f"wrote {out} and {summary_path(out)}")
     return 0
