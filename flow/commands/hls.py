@@ -135,7 +135,6 @@ def run_adder(args, out: Path, board, clock_mhz, steps: Steps) -> dict:
     tb_x = qnet.quantize_input(images[:10]) if images is not None else \
         np.zeros((1,) + tuple(qnet.tensors[qnet.input].shape), np.int64)
     project.write_tb_data(hls_dir, tb_x, golden.run(qnet, tb_x)[qnet.output])
-    project.set_build_options(hls_dir, csim=True, synth=True, cosim=True, export=True)  # `vitis_hls -f build_prj.tcl`
     _write_axi_top(hls_dir, qnet)
     csim = None
     if images is not None:
@@ -226,7 +225,8 @@ def _write_report(out: Path, res: dict, args, board, clock_mhz, steps: Steps) ->
     if write_report is not None:
         try:
             rep = write_report(out, res["qnet"], model=args.model, bits=args.bits, board=board.name,
-                               clock_mhz=clock_mhz, reuse=res["reuse"], csim=res["csim"], hls_dir=res["hls_dir"])
+                               clock_mhz=clock_mhz, reuse=res["reuse"], csim=res["csim"], hls_dir=res["hls_dir"],
+                               shift_add_all=bool(getattr(args, "shift_add", False)))
         except AdderFlowError:
             raise
         except Exception as exc:  # the report is secondary to the HLS outputs: keep them and say why

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from hls4ml.writer.vitis_writer import VitisWriter
 
 
 def templates_dir() -> Path:
-    """hls_templates/: ADDERFLOW_HLS_TEMPLATES, else the repository checkout next to the package."""
+    """hls_templates/: ADDERFLOW_HLS_TEMPLATES, else the repository checkout next to the package, else
+    <prefix>/share/adderflow/hls_templates (where a wheel's data-files would put them)."""
     env = os.environ.get("ADDERFLOW_HLS_TEMPLATES")
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "hls_templates")
+    candidates.append(Path(__file__).resolve().parents[2] / "hls_templates")   # repository checkout
+    candidates.append(Path(sys.prefix) / "share" / "adderflow" / "hls_templates")  # wheel data-files
     for c in candidates:
         if (c / "nnet_adder_stream.h").is_file():
             return c
@@ -36,6 +39,12 @@ class AdderVitisWriter(VitisWriter):
         script = Path(model.config.get_output_dir()) / "build_lib.sh"
         text = script.read_text()
         script.write_text(text.replace('CFLAGS="-O3 -fPIC"', 'CFLAGS="-O3 -fPIC -DADDERFLOW_SCHEDULED_PE"', 1))
+
+    def write_build_opts(self, model):
+        """`vitis_hls -f build_prj.tcl` runs csim, csynth, cosim (checked against csim) and IP export."""
+        from flow.hls.project import set_build_options
+
+        set_build_options(model.config.get_output_dir(), csim=True, synth=True, cosim=True, export=True)
 
     def write_hls(self, model, is_multigraph=False):
         super().write_hls(model)

@@ -35,7 +35,7 @@ METHODS = ("redistribution+", "redistribution", "qssf")
 DEFAULT_METHOD = "redistribution+"
 # alpha per method and bit width. The authors' default for theirs; ours chosen on train2k images
 # 1000-1999 (bench/quant_select.py, results/quant_select.md), never on test images.
-DEFAULT_ALPHA = {"redistribution+": {8: 0.9997, 7: 0.9997, 6: 0.9997, 5: "mse", 4: 0.999, 3: "mse", 2: "mse"},
+DEFAULT_ALPHA = {"redistribution+": {8: "mse", 7: "mse", 6: "mse", 5: "mse", 4: 0.999, 3: "mse", 2: "mse"},
                  "redistribution": 0.9997, "qssf": 1.0}
 
 
