@@ -26,7 +26,8 @@ def variants(bits):
         rows.append((f"groups = {g}", dict(PAPER, groups=g), None))   # ours has no groups (one scale = A)
     rows += [("range clamp off", dict(PAPER, range_clamp=False), dict(ours, range_clamp=False)),
              ("bias correction off", dict(PAPER, bias_correction=False), dict(ours, bias_correction=False)),
-             ("BN re-estimation on", dict(PAPER, bn_reestimation=True), dict(ours, bn_reestimation=True))]
+             ("BN re-estimation on", dict(PAPER, bn_reestimation=True), dict(ours, bn_reestimation=True)),
+             ("range clamp and bias correction off", None, dict(ours, range_clamp=False, bias_correction=False))]
     return rows
 
 
@@ -63,6 +64,11 @@ def main(argv=None) -> int:
             f"Ours = redistribution+ (default alpha at W{args.bits}: {default_alpha('redistribution+', args.bits)}); "
             f"it uses one scale (= A) for every kernel, so groups do not apply (–). 'range clamp off' drops the "
             f"lossless bias (weights are clipped, the excess is lost).\n\n"
+            f"Reading: for this checkpoint every kernel's max|w| (4-70) exceeds A (1-3.5), so all groups get "
+            f"s_g = A and g = 1/2/4/8 give the identical integer network. For ours the range-clamp excess is a "
+            f"per-channel constant for x in [0, A]; bias correction re-learns it exactly, so 'range clamp off' gives "
+            f"the identical network (the last row shows the clamp's value without bias correction). 'bias "
+            f"correction off' scores the same top-1 here but a worse cross-entropy (0.359 vs 0.314 nats).\n\n"
             + markdown_table(["variant", "authors' recipe + bias corr.", "ours (redistribution+)"], rows)
             + f"\n\nCommand: `.venv/bin/python bench/quant_ablation.py --bits {args.bits}` ({time.time() - t0:.0f} s)\n")
     Path(args.out).write_text(text)

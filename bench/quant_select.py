@@ -57,10 +57,13 @@ def main(argv=None) -> int:
             f"Calibration on train2k images 0-511. Candidates: quantiles of |x| (authors' per-batch rule) and "
             f"`mse` (per-tensor clamp minimising the activation quantization MSE). Cells: top-1 % / cross-entropy "
             f"(nats per image). The float model scores {fp:.1f}% on this split (it was trained on these images), so "
-            f"top-1 saturates and the choice ranks by cross-entropy.\n\n"
+            f"top-1 saturates: the rule ranks by top-1 rounded to 0.3 points, then by cross-entropy. The rule was "
+            f"fixed before any test image was used for ours; (not run) = not evaluated (CPU budget).\n\n"
             + markdown_table(["bits"] + [str(a) for a in alphas] + ["chosen"], rows)
             + f"\n\nCommand: `.venv/bin/python bench/quant_select.py --method {args.method} --bits "
-            + " ".join(map(str, args.bits)) + f"` ({time.time() - t0:.0f} s)\n")
+            + " ".join(map(str, args.bits)) + " --alphas " + " ".join(map(str, alphas))
+            + f"{' --cached-only' if args.cached_only else ''}` (runs are stored in bench/results/quant_runs.json; "
+            f"the cells were filled by several partial invocations)\n")
     Path(args.out).write_text(text)
     print(text)
     return 0
