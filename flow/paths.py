@@ -20,3 +20,17 @@ def shared_dir() -> Path | None:
 def cache_dir() -> Path:
     """User cache for downloaded checkpoints and data sets ($ADDERFLOW_CACHE or ~/.cache/adderflow)."""
     return Path(os.environ.get("ADDERFLOW_CACHE", Path.home() / ".cache" / "adderflow"))
+
+
+def hls_templates_dir() -> Path:
+    """The C++ sources (hls_templates/): $ADDERFLOW_HLS_TEMPLATES, the checkout next to the package, or
+    <prefix>/share/adderflow/hls_templates where a non-editable install puts them (pyproject data-files)."""
+    import sys
+
+    env = os.environ.get("ADDERFLOW_HLS_TEMPLATES")
+    candidates = ([Path(env)] if env else []) + [REPO_ROOT / "hls_templates",
+                                                 Path(sys.prefix) / "share" / "adderflow" / "hls_templates"]
+    for c in candidates:
+        if (c / "nnet_adder_stream.h").is_file():
+            return c
+    return candidates[-1 if not env else 0]

@@ -195,6 +195,8 @@ void window_stream(hls::stream<data_T> &data, hls::stream<res_T> &res,
     #pragma HLS ARRAY_PARTITION variable=lbuf complete dim=1
     #pragma HLS ARRAY_PARTITION variable=lbuf complete dim=2
     #pragma HLS ARRAY_PARTITION variable=lbuf complete dim=4
+    // a window reads KW adjacent columns of every row at once: KW column banks, one read port each
+    #pragma HLS ARRAY_PARTITION variable=lbuf cyclic factor=CONFIG_T::filt_width dim=3
     typename CONFIG_T::act_t win[G][CONFIG_T::win_size];
     #pragma HLS ARRAY_PARTITION variable=win complete dim=0
     typename CONFIG_T::accum_t acc[CONFIG_T::n_filt];
@@ -232,7 +234,7 @@ PadRows:
             bool row_ready = ip + 1 >= KH && row_phase == 0;
             bool col_ready = jp + 1 >= KW && col_phase == 0;
             if (row_ready && col_ready) {
-            Gather: // one window per output pixel; lbuf is partitioned on all but the column axis
+            Gather: // one window per output pixel, all K*K*C*G taps at once (lbuf partitioned, cyclic on columns)
                 for (unsigned u = 0; u < KH; u++) {
                     #pragma HLS UNROLL
                     unsigned s = slot + 1 + u; // slot of padded row ip - KH + 1 + u (circular)
@@ -292,7 +294,7 @@ void int_conv_2d_cl(hls::stream<data_T> &data, hls::stream<res_T> &res,
     window_stream<data_T, res_T, CONFIG_T, false>(data, res, weights, 0, 0, 0, w_exps, w_signs);
 }
 
-// ---- fused BN + ReLU + requantisation, one pixel per cycle, C lanes -------------------------------
+// ---- fused BN + ReLU + requantisation: one pixel per reuse_factor cycles, ceil(C/reuse_factor) lanes --
 template <typename CONFIG_T, class in_T>
 inline typename CONFIG_T::sum_t requant_term(in_T x, unsigned k, unsigned c, const typename CONFIG_T::mult_t *mult,
                                             const ap_int<8> *exps, const ap_int<2> *signs) {
@@ -316,23 +318,51 @@ template <typename CONFIG_T> inline typename CONFIG_T::out_elem_t requant_round_
     return (typename CONFIG_T::out_elem_t)v;
 }
 
+// C channels over reuse_factor (R) cycles per pixel, ceil(C/R) lanes (channel c = r*lanes + b): the
+// window layer feeding a requant delivers one pixel every RF cycles, so R <= RF lanes-sharing costs no
+// throughput. One flattened II=1 loop of n_pixels*R steps: read at r == 0, write at r == R-1.
+template <typename CONFIG_T, unsigned N_IN, class x1_T, class x2_T, class res_T>
+inline void requant_lanes(const x1_T &x1, const x2_T &x2, unsigned r, res_T &out,
+                          const typename CONFIG_T::mult_t *mult, const typename CONFIG_T::bias_t *bias,
+                          const ap_int<8> *exps, const ap_int<2> *signs) {
+    #pragma HLS INLINE
+    const unsigned C = CONFIG_T::n_chan, L = CONFIG_T::n_lanes;
+RequantLanes:
+    for (unsigned b = 0; b < L; b++) {
+        #pragma HLS UNROLL
+        const unsigned c = (CONFIG_T::reuse_factor == 1) ? b : r * L + b;
+        if (c < C) {
+            typename CONFIG_T::sum_t v = bias[c];
+            v += requant_term<CONFIG_T>(x1[c], 0, c, mult, exps, signs);
+            if (N_IN > 1) {
+                v += requant_term<CONFIG_T>(x2[c], 1, c, mult, exps, signs);
+            }
+            out[c] = requant_round_clip<CONFIG_T>(v);
+        }
+    }
+}
+
 template <class data_T, class res_T, typename CONFIG_T>
 void requant_stream(hls::stream<data_T> &data, hls::stream<res_T> &res, const typename CONFIG_T::mult_t *mult,
                     const typename CONFIG_T::bias_t *bias, const ap_int<8> *exps, const ap_int<2> *signs) {
-RequantPixels:
-    for (unsigned p = 0; p < CONFIG_T::n_pixels; p++) {
+    const unsigned R = CONFIG_T::reuse_factor;
+    data_T x;
+    res_T out;
+    PRAGMA_DATA_PACK(out)
+    unsigned r = 0;
+RequantSteps:
+    for (unsigned t = 0; t < CONFIG_T::n_pixels * R; t++) {
         #pragma HLS PIPELINE II=1
-        data_T x = data.read();
-        res_T out;
-        PRAGMA_DATA_PACK(out)
-    RequantLanes:
-        for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
-            #pragma HLS UNROLL
-            typename CONFIG_T::sum_t v = bias[c];
-            v += requant_term<CONFIG_T>(x[c], 0, c, mult, exps, signs);
-            out[c] = requant_round_clip<CONFIG_T>(v);
+        if (r == 0) {
+            x = data.read();
         }
-        res.write(out);
+        requant_lanes<CONFIG_T, 1>(x, x, r, out, mult, bias, exps, signs);
+        if (r == R - 1) {
+            res.write(out);
+            r = 0;
+        } else {
+            r++;
+        }
     }
 }
 
@@ -341,22 +371,26 @@ template <class data1_T, class data2_T, class res_T, typename CONFIG_T>
 void requant_add_stream(hls::stream<data1_T> &data1, hls::stream<data2_T> &data2, hls::stream<res_T> &res,
                         const typename CONFIG_T::mult_t *mult, const typename CONFIG_T::bias_t *bias,
                         const ap_int<8> *exps, const ap_int<2> *signs) {
-RequantAddPixels:
-    for (unsigned p = 0; p < CONFIG_T::n_pixels; p++) {
+    const unsigned R = CONFIG_T::reuse_factor;
+    data1_T x1;
+    data2_T x2;
+    res_T out;
+    PRAGMA_DATA_PACK(out)
+    unsigned r = 0;
+RequantAddSteps:
+    for (unsigned t = 0; t < CONFIG_T::n_pixels * R; t++) {
         #pragma HLS PIPELINE II=1
-        data1_T x1 = data1.read();
-        data2_T x2 = data2.read();
-        res_T out;
-        PRAGMA_DATA_PACK(out)
-    RequantAddLanes:
-        for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
-            #pragma HLS UNROLL
-            typename CONFIG_T::sum_t v = bias[c];
-            v += requant_term<CONFIG_T>(x1[c], 0, c, mult, exps, signs);
-            v += requant_term<CONFIG_T>(x2[c], 1, c, mult, exps, signs);
-            out[c] = requant_round_clip<CONFIG_T>(v);
+        if (r == 0) {
+            x1 = data1.read();
+            x2 = data2.read();
         }
-        res.write(out);
+        requant_lanes<CONFIG_T, 2>(x1, x2, r, out, mult, bias, exps, signs);
+        if (r == R - 1) {
+            res.write(out);
+            r = 0;
+        } else {
+            r++;
+        }
     }
 }
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from flow.driver.packing import DEFAULT_WORD_BITS, Layout, input_layout, output_layout
 from flow.errors import AdderFlowError
-from flow.paths import REPO_ROOT
+from flow.paths import hls_templates_dir
 
-TEMPLATES = REPO_ROOT / "hls_templates"
+TEMPLATES = hls_templates_dir()
 TOP_NAME = "adderflow_top"
 IP_VENDOR, IP_LIBRARY, IP_VERSION = "adderflow.org", "hls", "1.0"
 IP_VLNV = f"{IP_VENDOR}:{IP_LIBRARY}:{TOP_NAME}:{IP_VERSION}"

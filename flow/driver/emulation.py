@@ -33,10 +33,11 @@ BRIDGE = "adderflow_axi_bridge.cpp"
 
 # ---- the C simulation library -------------------------------------------------------------------
 def _csim_include() -> Path:
-    here = Path(__file__).resolve()
-    for cand in (here.parents[2] / "hls_templates" / "axi_csim", here.parent / "axi_csim"):
-        if (cand / "ap_axi_sdata.h").is_file():
-            return cand
+    from flow.paths import hls_templates_dir
+
+    cand = hls_templates_dir() / "axi_csim"
+    if (cand / "ap_axi_sdata.h").is_file():
+        return cand
     raise OverlayFileError("hls_templates/axi_csim/ap_axi_sdata.h not found (needed to compile the emulation)")
 
 

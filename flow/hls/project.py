@@ -14,15 +14,21 @@ BACKEND = "AdderVitis"
 
 
 def hls_config(qnet: QNet, reuse: int = 1, reuse_config: dict | None = None, shift_add: bool = False,
-               scheduled_pe: bool = False) -> dict:
-    """hls4ml config dict: per-layer ReuseFactor (`reuse_config` {layer: RF} overrides `reuse`), optional
+               scheduled_pe: bool = False, stream_depths: str = "minimal") -> dict:
+    """hls4ml config dict: per-layer ReuseFactor (`reuse_config` {layer: RF} overrides `reuse`; a requant op
+    gets 1 unless named: its RF time-multiplexes its channels over RF cycles per pixel), optional
     zero-DSP shift-add constants, optional C simulation of the PE schedule itself (`scheduled_pe`).
-    Layer names are the QNet op names."""
+    Layer names are the QNet op names. `stream_depths`: 'minimal' FIFOs (flow.hls.stream_depths) or
+    'hls4ml-default' (a whole tensor per stream)."""
+    if stream_depths not in ("minimal", "hls4ml-default"):
+        raise AdderFlowError(f"stream_depths must be 'minimal' or 'hls4ml-default', got {stream_depths}")
     if int(reuse) < 1:
         raise AdderFlowError(f"reuse factor must be >= 1, got {reuse}")
     layers = {}
     for op in qnet.ops:
-        rf = int((reuse_config or {}).get(op.name, reuse))
+        # a requant is time-multiplexed only where named: the global reuse factor trades window/dense lanes
+        default = 1 if op.kind == "requant" else reuse
+        rf = int((reuse_config or {}).get(op.name, default))
         if rf < 1:
             raise AdderFlowError(f"reuse factor of layer {op.name} must be >= 1, got {rf}")
         layers[op.name] = {"ReuseFactor": rf, "Trace": False}
@@ -30,7 +36,8 @@ def hls_config(qnet: QNet, reuse: int = 1, reuse_config: dict | None = None, shi
     if unknown:
         raise AdderFlowError(f"reuse config names unknown layers: {', '.join(sorted(unknown))}")
     return {"Model": {"Precision": "ap_int<32>", "ReuseFactor": int(reuse), "Strategy": "Latency",
-                      "ShiftAdd": bool(shift_add), "ScheduledPE": bool(scheduled_pe)},
+                      "ShiftAdd": bool(shift_add), "ScheduledPE": bool(scheduled_pe),
+                      "StreamDepths": stream_depths},
             "LayerName": layers}
 
 

@@ -44,6 +44,8 @@ WINDOW_CONFIG = """struct config{index} : nnet::window_config {{
 REQUANT_CONFIG = """struct config{index} {{
     static const unsigned n_chan = {n_chan};
     static const unsigned n_pixels = {n_pixels};
+    static const unsigned reuse_factor = {reuse};
+    static const unsigned n_lanes = {n_lanes};
     static const unsigned shift = {shift};
     static const unsigned csd_terms = {csd_terms};
     static const long long out_lo = {out_lo}LL;
@@ -159,6 +161,10 @@ class RequantConfigTemplate(LayerConfigTemplate):
         params = self._default_config_params(node)
         out = node.get_output_variable().type.precision
         params["out_lo"], params["out_hi"] = range_of(out.width, out.signed)
+        # channels time-multiplexed over R cycles per pixel: R in [1, C], ceil(C/R) lanes
+        n_chan = int(node.get_attr("n_chan"))
+        params["reuse"] = min(max(1, int(node.get_attr("reuse_factor", 1))), n_chan)
+        params["n_lanes"] = -(-n_chan // params["reuse"])
         params["csd_terms"] = int(node.get_attr("csd_terms", 0))
         params["sum_t"] = f"ap_int<{int(node.get_attr('sum_width'))}>"
         params["mult_t"] = node.weights["mult"].type.name

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 from pathlib import Path
 
 from hls4ml.writer.vitis_writer import VitisWriter
 
+from flow.paths import hls_templates_dir
+
 
 def templates_dir() -> Path:
-    """hls_templates/: ADDERFLOW_HLS_TEMPLATES, else the repository checkout next to the package, else
-    <prefix>/share/adderflow/hls_templates (where a wheel's data-files would put them)."""
-    env = os.environ.get("ADDERFLOW_HLS_TEMPLATES")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "hls_templates")   # repository checkout
-    candidates.append(Path(sys.prefix) / "share" / "adderflow" / "hls_templates")  # wheel data-files
-    for c in candidates:
-        if (c / "nnet_adder_stream.h").is_file():
-            return c
-    raise FileNotFoundError("hls_templates/nnet_adder_stream.h not found (set ADDERFLOW_HLS_TEMPLATES)")
+    d = hls_templates_dir()
+    if not (d / "nnet_adder_stream.h").is_file():
+        raise FileNotFoundError(f"{d}/nnet_adder_stream.h not found (set ADDERFLOW_HLS_TEMPLATES)")
+    return d
 
 
 class AdderVitisWriter(VitisWriter):
@@ -46,7 +40,17 @@ class AdderVitisWriter(VitisWriter):
 
         set_build_options(model.config.get_output_dir(), csim=True, synth=True, cosim=True, export=True)
 
+    def set_stream_depths(self, model):
+        """Model option 'StreamDepths': 'minimal' (default: 2, residual joins sized to the branch lag; see
+        flow.hls.stream_depths) or 'hls4ml-default' (every stream as deep as its tensor has pixels)."""
+        from flow.hls.stream_depths import apply_stream_depths
+
+        model_cfg = (model.config.get_config_value("HLSConfig") or {}).get("Model", {})
+        if model_cfg.get("StreamDepths", "minimal") == "minimal":
+            apply_stream_depths(model)
+
     def write_hls(self, model, is_multigraph=False):
+        self.set_stream_depths(model)
         super().write_hls(model)
         self.write_adder_sources(model)
         self.write_scheduled_pe_flag(model)
