@@ -30,7 +30,8 @@ COMMANDS = {
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="adderflow", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="adderflow", description="AdderFlow: quantized AdderNets from Keras/QKeras to Vitis HLS and PYNQ boards.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)

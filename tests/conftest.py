@@ -39,3 +39,19 @@ def cifar_train2k(shared):
     if not p.exists():
         pytest.skip(f"{p} is absent")
     return p
+
+
+@pytest.fixture(scope="session")
+def adder_net():
+    """ResNet-20-shaped adder QNet, W4, requant multipliers of 2 power-of-two terms (no checkpoint needed)."""
+    from flow.report.example import resnet20_qnet
+
+    return resnet20_qnet(4, adder=True, apot_terms=2)
+
+
+@pytest.fixture(scope="session")
+def cnn_net():
+    """Its regular-convolution twin (resnet20_cnn shapes), W4."""
+    from flow.report.example import resnet20_qnet
+
+    return resnet20_qnet(4, adder=False)

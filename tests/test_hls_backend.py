@@ -201,3 +201,69 @@ def test_reuse_config_yaml(tmp_path):
     assert cfg["LayerName"]["b0_adder1"]["ReuseFactor"] == 8 and cfg["LayerName"]["conv1"]["ReuseFactor"] == 2
     with pytest.raises(AdderFlowError, match="unknown layers"):
         project.hls_config(net, reuse_config={"nope": 2})
+
+
+def _stream_depths(top: str) -> dict:
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"#pragma HLS STREAM variable=(\w+) depth=(\d+)", top)}
+
+
+def test_stream_depths_minimal_with_residual_joins_sized_to_the_branch_lag(tmp_path):
+    """Depth 2 everywhere except the inputs of a residual join, which hold what the other branch
+    (two window layers) holds back; 'hls4ml-default' keeps a whole tensor per stream."""
+    from flow.hls.stream_depths import window_reads_at_outputs
+
+    net = resnet20_shaped_qnet(bits=4, seed=2)
+    hm, d = write_project(tmp_path, net, reuse=16)
+    depths = _stream_depths((d / "firmware" / "myproject.cpp").read_text())
+    joins = {hm.graph[o.name].get_input_variable(i).name: o for o in net.ops if len(o.inputs) > 1
+             for i in hm.graph[o.name].inputs}
+    for name, depth in depths.items():
+        if name not in joins:
+            assert depth <= 2, name   # 1 for one-element streams (pooled vector)
+    # identity skip of a 32x32 block: two 3x3 pad-1 windows each hold one row + one pixel back
+    skip = hm.graph["layer1_0_bn2"].get_input_variable(hm.graph["layer1_0_bn2"].inputs[1]).name
+    assert depths[skip] == 2 * (32 + 1) + 2
+    # the stage-3 (8x8) identity skips need a quarter of that, the main-branch inputs nothing extra
+    skip3 = hm.graph["layer3_1_bn2"].get_input_variable(hm.graph["layer3_1_bn2"].inputs[1]).name
+    assert depths[skip3] == 2 * (8 + 1) + 2
+    assert depths[hm.graph["layer1_0_bn2"].get_input_variable(hm.graph["layer1_0_bn2"].inputs[0]).name] == 2
+    # the first output of a 3x3 pad-1 window over 4x4 is emitted after one row + 2 pixels were read
+    reads = window_reads_at_outputs(dict(filt_height=3, filt_width=3, stride=1, in_height=4, in_width=4,
+                                         pad_top=1, pad_bottom=1, pad_left=1, pad_right=1, out_height=4,
+                                         out_width=4))
+    assert reads[0] == 4 + 2 and reads[-1] == 16 and len(reads) == 16
+    _, d2 = write_project(tmp_path / "default", net, reuse=16, stream_depths="hls4ml-default")
+    assert _stream_depths((d2 / "firmware" / "myproject.cpp").read_text())[skip] == 32 * 32
+
+
+def test_requant_time_multiplexed_csim_bit_exact(tmp_path):
+    """A requant named in the reuse config runs ceil(C/R) lanes over R cycles per pixel, same results."""
+    net = random_qnet(4, max_channels=12)
+    rq = {o.name: 5 for o in net.ops if o.kind == "requant"}
+    x = random_input(net, 3, 4)
+    bad, _ = csim_mismatches(tmp_path, net, x, reuse=3, reuse_config=rq)
+    assert bad == 0
+    hm, d = write_project(tmp_path / "p", net, reuse=3, reuse_config=rq)
+    params = (d / "firmware" / "parameters.h").read_text()
+    name = next(iter(rq))
+    c = net.tensors[net.op(name).output].shape[-1]
+    block = re.search(rf"struct config{hm.graph[name].index} .*?}};", params, re.S).group(0)
+    assert f"reuse_factor = {min(5, c)};" in block and f"n_lanes = {-(-c // min(5, c))};" in block
+    assert project.layer_multipliers(hm)[name] <= -(-c // min(5, c)) * len(net.op(name).inputs)
+    # unnamed requants stay at one pixel per cycle whatever the global reuse factor
+    assert project.hls_config(net, reuse=7)["LayerName"][name]["ReuseFactor"] == 1
+
+
+def test_weight_storage_bram_binding(tmp_path):
+    """LayerName.<name>.WeightStorage = 'bram' binds that layer's weight ROM to BRAM in the top."""
+    from flow.errors import AdderFlowError
+
+    net = random_qnet(3)
+    hm, d = write_project(tmp_path, net, reuse=4, bram_weights=["b0_adder1"])
+    top = (d / "firmware" / "myproject.cpp").read_text()
+    w = hm.graph["b0_adder1"].weights["weight"].name
+    binds = re.findall(r"#pragma HLS BIND_STORAGE variable=(\w+) type=rom_1p impl=bram", top)
+    assert binds == [w]
+    assert top.index("#pragma HLS DATAFLOW") < top.index("BIND_STORAGE")
+    with pytest.raises(AdderFlowError, match="not a window/dense layer"):
+        project.hls_config(net, bram_weights=["b0_rq1"])

@@ -60,3 +60,29 @@ def test_bad_input_is_one_line(tiny, capsys):
     assert rc == 1 and "--data" in capsys.readouterr().err
     rc = main(["hls", "--qnet", str(tiny / "nope"), "--out", str(tiny / "b4")])
     assert rc == 1
+
+
+def test_target_fps_uses_the_fitted_reuse_factors(tiny, capsys):
+    """--target-fps: fit_reuse's per-layer reuse factors (requants time-multiplexed too) go into the
+    generated project, C simulation stays bit-exact, and the estimate's rate / fit / binding are printed."""
+    from flow.boards import get_board
+    from flow.qnet import load
+    from flow.report import fit_reuse
+
+    out = tiny / "fps"
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out), "--csim", "3",
+               "--data", str(tiny / "test.npz"), "--target-fps", "20000"])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert "images/s" in printed and "fits:" in printed and "binding:" in printed
+    net = load(tiny / "qnet_in")
+    fit = fit_reuse(net, get_board("pynq-z2"), 20000, get_board("pynq-z2").clock_mhz)
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["csim"]["mismatches"] == 0
+    assert rep["hls"]["target_fps_fit"]["reuse"] == fit["reuse"]
+    params = (out / "hls_prj" / "firmware" / "parameters.h").read_text()
+    rq = [o for o in net.ops if o.kind == "requant" and fit["reuse"].get(o.name, 1) > 1]
+    assert rq, "a slow target should time-multiplex some requant"
+    assert f"reuse_factor = {min(fit['reuse'][rq[0].name], net.tensors[rq[0].output].shape[-1])};" in params
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(tiny / "fps0"), "--target-fps", "0"])
+    assert rc == 1

@@ -5,18 +5,7 @@ import pytest
 
 from flow.quant.apot import count_pow2_terms
 from flow.report.energy import add_pj, energy_per_image, mul_pj
-from flow.report.example import resnet20_qnet
 from flow.report.opcount import count_ops, csd_nonzero_digits, explain_resnet20_difference
-
-
-@pytest.fixture(scope="module")
-def adder_net():
-    return resnet20_qnet(4, adder=True, apot_terms=2)
-
-
-@pytest.fixture(scope="module")
-def cnn_net():
-    return resnet20_qnet(4, adder=False)
 
 
 def test_csd_digits_match_quantizer_count():

@@ -27,6 +27,7 @@ def add_arguments(p):
                         "'random' builds a seeded random QNet with ResNet-20 shapes")
     p.add_argument("--weights", help="checkpoint to quantize (resnet20)")
     p.add_argument("--calib", help="calibration images .npz (or CIFAR folder) for quantization")
+    p.add_argument("--calib-limit", type=int, default=512, help="first N calibration images (default 512, as the accuracy tables)")
     p.add_argument("--bits", type=int, default=4)
     p.add_argument("--board", default="pynq-z2")
     p.add_argument("--clock-mhz", type=float, default=None, help="design clock (default: the board's)")
@@ -38,6 +39,9 @@ def add_arguments(p):
     p.add_argument("--cosim", action="store_true", help="run vitis_hls RTL co-simulation (needs vitis_hls)")
     p.add_argument("--reuse", type=int, default=None, help="reuse factor of every layer (default 1)")
     p.add_argument("--reuse-config", help="YAML {layer name: reuse factor}")
+    p.add_argument("--target-fps", type=float,
+                   help="choose per-layer reuse factors for this rate on --board (estimate); --reuse-config "
+                        "entries override the choice")
     p.add_argument("--shift-add", action="store_true", help="constant multiplications as shift-add (zero DSP)")
     p.add_argument("--seed", type=int, default=0, help="seed for --model random / the CNN twin's weights")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -95,7 +99,7 @@ def _get_qnet(args):
         raise AdderFlowError("flow.quant.quantize is not available in this checkout (use --qnet DIR)") from None
     from flow.data import load_dataset
 
-    calib, _ = load_dataset(args.calib, split="train")
+    calib, _ = load_dataset(args.calib, split="train", limit=args.calib_limit)
     net = quantize(args.model, args.weights, calib, bits=args.bits, progress=True)
     return net, f"quantized from {args.weights or 'seeded random weights'}"
 
@@ -122,12 +126,17 @@ def run_adder(args, out: Path, board, clock_mhz, steps: Steps) -> dict:
     reuse = args.reuse or 1
     qnet, source = steps.run("quantized network", _get_qnet, args)
     qnet.save(out / "qnet")
+    fit, bram_weights = None, []
+    if args.target_fps:
+        fit = _fit_reuse(qnet, board, args.target_fps, clock_mhz, args.shift_add)
+        reuse_cfg = {**fit["reuse"], **(reuse_cfg or {})}
+        bram_weights = list(fit["design"].get("bram_weights") or [])
     images, labels = _csim_data(args, qnet)
     hls_dir = out / "hls_prj"
 
     def write():
         hm = project.convert(qnet, hls_dir, part=board.part, clock_mhz=clock_mhz, reuse=reuse,
-                             reuse_config=reuse_cfg, shift_add=args.shift_add)
+                             reuse_config=reuse_cfg, shift_add=args.shift_add, bram_weights=bram_weights)
         hm.write()
         return hm
 
@@ -156,7 +165,33 @@ def run_adder(args, out: Path, board, clock_mhz, steps: Steps) -> dict:
     mults = project.layer_multipliers(hls_model)
     extra = {"source_network": source, "multipliers_per_layer": mults,
              "layers_with_multipliers": sorted(k for k, v in mults.items() if v)}
-    return {"qnet": qnet, "hls_dir": hls_dir, "csim": csim, "reuse": reuse_cfg or reuse, "extra": extra}
+    if fit is not None:
+        extra["target_fps_fit"] = {k: fit[k] for k in ("source", "target_fps", "reuse", "fits", "binding",
+                                                       "meets_target") if k in fit}
+        extra["target_fps_fit"]["images_per_s"] = fit["latency"]["images_per_s"]
+        extra["target_fps_fit"]["bram_weights"] = bram_weights
+    return {"qnet": qnet, "hls_dir": hls_dir, "csim": csim,
+            "reuse": {"default": reuse, **reuse_cfg} if reuse_cfg else reuse, "extra": extra,
+            "estimate_kw": {"bram_weights": bram_weights} if bram_weights else {}}
+
+
+def _fit_reuse(qnet, board, target_fps: float, clock_mhz: float, shift_add: bool) -> dict:
+    """fit_reuse's per-layer reuse factors (window/dense lanes and time-multiplexed requants) for the rate."""
+    from flow.report import fit_reuse
+
+    # weight ROMs move to BRAM (largest LUT saving first) only while LUT is over the board
+    fit = fit_reuse(qnet, board, target_fps, clock_mhz, weights_to_bram=True, shift_add_all=bool(shift_add))
+    lat, res = fit["latency"], fit["resources"]
+    print(f"[hls] --target-fps {target_fps:g} on {board.name} at {clock_mhz:g} MHz (estimate): "
+          f"{lat['images_per_s']:.0f} images/s, LUT {res['LUT']} FF {res['FF']} BRAM18K {res['BRAM_18K']} "
+          f"DSP {res['DSP']}; fits: {'yes' if fit['fits'] else 'no'}; binding: {fit['binding'] or 'none'}"
+          + ("" if fit["meets_target"] else "; the target rate is NOT met"), flush=True)
+    if fit["design"].get("bram_weights"):
+        print(f"[hls] weight ROMs bound to BRAM: {', '.join(fit['design']['bram_weights'])}", flush=True)
+    mf = fit.get("max_fps_that_fits")
+    if mf and mf.get("fps"):
+        print(f"[hls] highest rate that fits {board.name} (estimate): {mf['fps']:.0f} images/s", flush=True)
+    return fit
 
 
 def _csim_batches(project, hls_model, x_int, batch: int = 10):
@@ -226,7 +261,7 @@ def _write_report(out: Path, res: dict, args, board, clock_mhz, steps: Steps) ->
         try:
             rep = write_report(out, res["qnet"], model=args.model, bits=args.bits, board=board.name,
                                clock_mhz=clock_mhz, reuse=res["reuse"], csim=res["csim"], hls_dir=res["hls_dir"],
-                               shift_add_all=bool(getattr(args, "shift_add", False)))
+                               shift_add_all=bool(getattr(args, "shift_add", False)), **res.get("estimate_kw", {}))
         except AdderFlowError:
             raise
         except Exception as exc:  # the report is secondary to the HLS outputs: keep them and say why
@@ -275,6 +310,10 @@ def run(args) -> int:
         raise AdderFlowError(f"--reuse must be >= 1, got {args.reuse}")
     if args.csim < 0:
         raise AdderFlowError(f"--csim must be >= 0, got {args.csim}")
+    if args.target_fps is not None and args.target_fps <= 0:
+        raise AdderFlowError(f"--target-fps must be positive, got {args.target_fps}")
+    if args.target_fps and args.model == "resnet20_cnn":
+        raise AdderFlowError("--target-fps chooses AdderVitis reuse factors; it does not apply to resnet20_cnn")
     board = get_board(args.board)
     clock_mhz = float(args.clock_mhz or board.clock_mhz)
     out = Path(args.out)

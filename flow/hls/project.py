@@ -14,12 +14,13 @@ BACKEND = "AdderVitis"
 
 
 def hls_config(qnet: QNet, reuse: int = 1, reuse_config: dict | None = None, shift_add: bool = False,
-               scheduled_pe: bool = False, stream_depths: str = "minimal") -> dict:
+               scheduled_pe: bool = False, stream_depths: str = "minimal", bram_weights=()) -> dict:
     """hls4ml config dict: per-layer ReuseFactor (`reuse_config` {layer: RF} overrides `reuse`; a requant op
     gets 1 unless named: its RF time-multiplexes its channels over RF cycles per pixel), optional
     zero-DSP shift-add constants, optional C simulation of the PE schedule itself (`scheduled_pe`).
     Layer names are the QNet op names. `stream_depths`: 'minimal' FIFOs (flow.hls.stream_depths) or
-    'hls4ml-default' (a whole tensor per stream)."""
+    'hls4ml-default' (a whole tensor per stream). `bram_weights`: window/dense layers whose weight ROM is
+    bound to BRAM (WeightStorage = 'bram'; meaningful where RF > 1, with RF = 1 weights are constants)."""
     if stream_depths not in ("minimal", "hls4ml-default"):
         raise AdderFlowError(f"stream_depths must be 'minimal' or 'hls4ml-default', got {stream_depths}")
     if int(reuse) < 1:
@@ -35,6 +36,10 @@ def hls_config(qnet: QNet, reuse: int = 1, reuse_config: dict | None = None, shi
     unknown = set(reuse_config or {}) - {op.name for op in qnet.ops}
     if unknown:
         raise AdderFlowError(f"reuse config names unknown layers: {', '.join(sorted(unknown))}")
+    for name in bram_weights or ():
+        if name not in layers or qnet.op(name).kind not in ("conv2d", "adder2d", "dense"):
+            raise AdderFlowError(f"bram_weights: {name} is not a window/dense layer of the network")
+        layers[name]["WeightStorage"] = "bram"
     return {"Model": {"Precision": "ap_int<32>", "ReuseFactor": int(reuse), "Strategy": "Latency",
                       "ShiftAdd": bool(shift_add), "ScheduledPE": bool(scheduled_pe),
                       "StreamDepths": stream_depths},
@@ -57,14 +62,15 @@ def load_reuse_config(path) -> dict:
 
 
 def convert(qnet: QNet, output_dir, part: str = "xc7z020clg400-1", clock_mhz: float = 100.0, reuse: int = 1,
-            reuse_config: dict | None = None, shift_add: bool = False, scheduled_pe: bool = False, keras_model=None):
+            reuse_config: dict | None = None, shift_add: bool = False, scheduled_pe: bool = False, keras_model=None,
+            stream_depths: str = "minimal", bram_weights=()):
     """Write nothing yet: build the hls4ml model of a QNet on the AdderVitis backend (io_stream)."""
     import hls4ml
 
     from flow.qlayers import qnet_to_keras
 
     model = keras_model if keras_model is not None else qnet_to_keras(qnet)
-    cfg = hls_config(qnet, reuse, reuse_config, shift_add, scheduled_pe)
+    cfg = hls_config(qnet, reuse, reuse_config, shift_add, scheduled_pe, stream_depths, bram_weights)
     return hls4ml.converters.convert_from_keras_model(
         model, hls_config=cfg, backend=BACKEND, io_type="io_stream", output_dir=str(output_dir), part=part,
         clock_period=round(1000.0 / clock_mhz, 3), project_name="myproject")

@@ -5,11 +5,12 @@ processes runs with depth-2 FIFOs; only where two branches of a fork meet again 
 the faster branch buffer what the slower one holds back (a window layer emits its first output after
 about (K-1) rows + K pixels of its input), or the fork blocks and the DATAFLOW region deadlocks.
 
-Model: for every stream, need[q] = the number of graph-input pixels that must have entered before its
-token q can exist (window layers from their raster walk of the padded input, element-wise layers 1:1,
-pooling after its last input). A join waiting for token q of all inputs sees T(q) = max_i need_i[q]
-input pixels enter; input i then holds at most #{q' : need_i[q'] <= T(q)} - q tokens. Its depth is the
-largest such backlog plus a margin; every other stream gets MIN_DEPTH.
+Model, per join: from the fork (the nearest stream all its inputs descend from), need[q] = the number
+of fork tokens that must have been delivered before token q of a stream can exist (window layers from
+their raster walk of the padded input, element-wise layers 1:1, pooling after its last input). A join
+stuck on token q has seen fewer than T(q) = max_i need_i[q] fork tokens; input i then holds at most
+#{q' : need_i[q'] <= T(q) - 1} - q tokens. Its depth is the largest such backlog plus a margin (a join
+this cannot analyse keeps a whole tensor); every other stream gets MIN_DEPTH.
 """
 
 from __future__ import annotations
@@ -54,29 +55,61 @@ def _need_of_outputs(layer, need_in: list) -> np.ndarray:
     return np.full(n, last, dtype=np.int64)
 
 
+def _ancestors(var: str, producer: dict) -> set:
+    seen, todo = set(), [var]
+    while todo:
+        v = todo.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        if v in producer:
+            todo.extend(producer[v].inputs)
+    return seen
+
+
+def _join_backlogs(join, layers: list, producer: dict, position: dict) -> dict | None:
+    """{input name: most tokens it must buffer} for a multi-input layer, measured from the nearest
+    stream all its inputs descend from (the fork) as the only pacing source; None if not analysable."""
+    common = set.intersection(*(_ancestors(i, producer) for i in join.inputs))
+    if not common:
+        return None
+    fork = max(common, key=lambda v: position.get(v, -1))
+    fork_var = producer[fork].variables[fork] if fork in producer else None
+    if fork_var is None:
+        return None
+    need = {fork: np.arange(1, _tokens(fork_var) + 1, dtype=np.int64)}
+    for layer in layers[position.get(fork, -1) + 1:]:
+        if layer is join:
+            break
+        if layer.inputs and all(i in need for i in layer.inputs):
+            out_need = _need_of_outputs(layer, [need[i] for i in layer.inputs])
+            for o in layer.outputs:
+                need[o] = out_need
+    if not all(i in need for i in join.inputs) or len({len(need[i]) for i in join.inputs}) != 1:
+        return None
+    t = np.max(np.stack([need[i] for i in join.inputs]), axis=0)
+    q = np.arange(len(t))
+    # stuck on token q: fewer than T(q) fork tokens have been delivered
+    return {i: max(0, int(np.max(np.searchsorted(need[i], t - 1, side="right") - q))) for i in join.inputs}
+
+
 def stream_depths(model) -> dict:
     """{stream variable name: FIFO depth} for the internal streams of an io_stream hls4ml model."""
-    need = {}
-    for name in model.inputs:
-        v = model.get_input_variables()[list(model.inputs).index(name)]
-        need[name] = np.arange(1, _tokens(v) + 1, dtype=np.int64)
+    layers = list(model.get_layers())
+    producer = {o: layer for layer in layers for o in layer.outputs}
+    position = {o: k for k, layer in enumerate(layers) for o in layer.outputs}
     depth = {}
-    for layer in model.get_layers():
-        ins = [i for i in layer.inputs if i in need]
-        if len(ins) != len(layer.inputs):      # an input this model does not track (e.g. a constant)
-            continue
-        need_in = [need[i] for i in ins]
-        if len(ins) > 1 and len({len(x) for x in need_in}) == 1:
-            t = np.max(np.stack(need_in), axis=0)
-            q = np.arange(len(t))
-            for name, x in zip(ins, need_in):
-                backlog = int(np.max(np.searchsorted(x, t, side="right") - q))
-                var = layer.get_input_variable(name)
-                depth[var.name] = max(depth.get(var.name, MIN_DEPTH), backlog + JOIN_MARGIN)
-        out_need = _need_of_outputs(layer, need_in)
+    for layer in layers:
         for o in layer.outputs:
-            need[o] = out_need
-            depth.setdefault(layer.variables[o].name, MIN_DEPTH) if o in layer.variables else None
+            if o in layer.variables:
+                depth.setdefault(layer.variables[o].name, MIN_DEPTH)
+        if len(layer.inputs) < 2:
+            continue
+        backlogs = _join_backlogs(layer, layers, producer, position)
+        for name in layer.inputs:
+            var = layer.get_input_variable(name)
+            want = _tokens(var) if backlogs is None else backlogs[name] + JOIN_MARGIN
+            depth[var.name] = max(depth.get(var.name, MIN_DEPTH), want)
     return depth
 
 

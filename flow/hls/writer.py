@@ -49,8 +49,27 @@ class AdderVitisWriter(VitisWriter):
         if model_cfg.get("StreamDepths", "minimal") == "minimal":
             apply_stream_depths(model)
 
+    def write_weight_storage(self, model):
+        """Per-layer option LayerName.<name>.WeightStorage = 'bram': bind that layer's (reshaped, RF-deep)
+        weight ROM to block RAM instead of leaving the choice to HLS (LUT ROM when shallow)."""
+        layer_cfg = (model.config.get_config_value("HLSConfig") or {}).get("LayerName", {})
+        lines = []
+        for layer in model.get_layers():
+            storage = str((layer_cfg.get(layer.name) or {}).get("WeightStorage", "")).lower()
+            if storage == "bram" and "weight" in layer.weights:
+                lines.append(f"    #pragma HLS BIND_STORAGE variable={layer.weights['weight'].name} type=rom_1p impl=bram\n")
+        if not lines:
+            return
+        top = Path(model.config.get_output_dir()) / "firmware" / f"{model.config.get_project_name()}.cpp"
+        text = top.read_text()
+        anchor = "    #pragma HLS DATAFLOW\n"
+        if anchor not in text:
+            raise ValueError(f"{top}: no DATAFLOW pragma to place the weight storage bindings after")
+        top.write_text(text.replace(anchor, anchor + "".join(lines), 1))
+
     def write_hls(self, model, is_multigraph=False):
         self.set_stream_depths(model)
         super().write_hls(model)
+        self.write_weight_storage(model)
         self.write_adder_sources(model)
         self.write_scheduled_pe_flag(model)

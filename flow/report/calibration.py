@@ -42,8 +42,9 @@ ASSUMPTIONS = {
                            "width converters; typical Vivado figure, not measured here"),
     "platform_ff": (3500, "as platform_lut"),
     "platform_bram_18k": (4, "AXI DMA data FIFOs"),
-    "fifo_depth": ("hls4ml-default", "stream depth = pixels of the tensor (hls4ml io_stream default, no FIFO "
-                                     "depth optimisation); 'minimal' = 2, skip edges sized to the branch lag"),
+    "fifo_depth": ("minimal", "'minimal' = what the backend writes (flow.hls.stream_depths): depth 2, residual-join "
+                              "inputs sized to the branch lag; 'hls4ml-default' = pixels of the tensor (hls4ml "
+                              "io_stream default, the backend's StreamDepths='hls4ml-default')"),
     "vivado_vs_yosys": ("not applied", "yosys LUT counts are higher than Vivado's for the same logic (it maps "
                                        "inverters/carry logic less tightly); no correction factor is applied"),
 }

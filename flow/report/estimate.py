@@ -8,13 +8,15 @@ Schedule (per image):
   block_factor = ceil(K*K*Cin*Cout / RF) parallel SAD or MAC lanes; weights ARRAY_RESHAPEd into one
   memory of depth RF and width block_factor * weight bits (LUT ROM when shallow, BRAM18K otherwise;
   constants folded into logic when RF = 1).
-* requant (BN+ReLU+requant, residual add with 2 inputs): one pixel per cycle, C lanes, each input a
-  constant multiplier (DSP when wide, LUTs when narrow) or csd_terms shift-adds (APoT, no DSP).
+* requant (BN+ReLU+requant, residual add with 2 inputs): one pixel per R cycles with ceil(C/R) lanes
+  (R = its entry in `reuse`, 1 when not named: C lanes, one pixel per cycle), each input a constant
+  multiplier (DSP when wide, LUTs when narrow) or csd_terms shift-adds (APoT, no DSP).
 * global_sum_pool: one pixel per cycle, C accumulators. dense: like a window layer with one pixel.
+* stream FIFOs: fifo_depth='minimal' (default, what the backend writes: depth 2, residual-join inputs
+  sized to the branch lag) or 'hls4ml-default' (a whole tensor per stream).
 * design variants the template does NOT generate today, modelled so the fitting can show what they buy
-  (reported per layer as "variant"): a requant named in `reuse` is time-multiplexed over R cycles per
-  pixel with ceil(C/R) lanes; `fuse_requant=True` merges each requant into the window layer feeding it
-  (no accumulator stream, no separate process); `narrow_partial_sums=True` types the SAD adder-tree
+  (reported per layer as "variant"): `fuse_requant=True` merges each requant into the window layer feeding
+  it (no accumulator stream, no separate process); `narrow_partial_sums=True` types the SAD adder-tree
   partial sums by their bound instead of the accumulator width (the template adds at accum_t width);
   `bram_weights` (layer names) binds those layers' shallow weight memories to BRAM instead of LUT ROM.
 * processes run concurrently: the interval is the slowest process; the latency is the longest
@@ -127,7 +129,7 @@ class Estimator:
             if unknown:
                 self.warnings.append(f"reuse factors for unknown layer(s) ignored: {', '.join(unknown)}")
         for o in self.net.ops:
-            if o.kind == "requant":   # only when asked by name: a time-multiplexed requant is a proposal
+            if o.kind == "requant":   # time-multiplexed only when named (as the backend's hls_config does)
                 if isinstance(reuse, dict) and o.name in reuse:
                     out[o.name] = int(min(max(1, int(reuse[o.name])), self.net.tensors[o.output].shape[-1]))
                 continue
@@ -279,7 +281,7 @@ class Estimator:
         out = self.net.tensors[op.output]
         c = out.shape[-1]
         pixels = int(np.prod(out.shape[:-1])) if len(out.shape) > 1 else 1
-        r = self.reuse.get(op.name, 1)          # > 1: channels time-multiplexed (proposal, see module doc)
+        r = self.reuse.get(op.name, 1)          # > 1: channels time-multiplexed (see module doc)
         lanes = math.ceil(c / r)
         mult = np.asarray(op.arrays["mult"])
         m_bits = _bits_of(mult)
@@ -324,8 +326,7 @@ class Estimator:
                 "pixels_in": pixels, "pixels_out": pixels, "cycles_per_output": r, "mult_impl": impl,
                 "multipliers": n_mult * lanes, "csd_terms": csd,
                 "weights_in": "constants in logic" if r == 1 else "constant ROM",
-                "variant": ", ".join(v for v in (("time-multiplexed" if r > 1 else ""),
-                                                 ("fused into producer" if fused else "")) if v) or "as generated",
+                "variant": "fused into producer" if fused else "as generated",
                 "resources": res, "parts": parts}
 
     def _fusable(self, op) -> bool:

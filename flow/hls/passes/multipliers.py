@@ -14,8 +14,10 @@ def multipliers_of(node) -> int:
     kind = node.class_name
     if kind in ("QIntConv2D", "QIntDense"):
         return block_factor(node.get_attr("n_terms"), node.get_attr("reuse_factor"))
-    if kind == "QRequant":
-        return int(node.get_attr("n_chan")) * len(node.inputs)
+    if kind == "QRequant":   # ceil(C/R) lanes when time-multiplexed over R cycles per pixel
+        c = int(node.get_attr("n_chan"))
+        r = min(max(1, int(node.get_attr("reuse_factor", 1) or 1)), c)
+        return -(-c // r) * len(node.inputs)
     if kind == "QAdderConv2D":  # per-group input rescale lanes (the SAD itself has none)
         return int(node.get_attr("n_chan")) * int(np.count_nonzero(node.weights["group_mult"].data))
     return 0
