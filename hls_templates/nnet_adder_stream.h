@@ -15,8 +15,11 @@
 // produces one output pixel (all n_filt channels) in reuse_factor cycles: the PE loop (SadReuse /
 // MacReuse / DenseReuse) is pipelined at II=1 over reuse_factor iterations with
 // block_factor = ceil(KH*KW*Cin*Cout / reuse_factor) parallel SAD (or MAC) lanes, i.e. II = reuse_factor
-// per output pixel. Cycles per image ~ Hp*Wp + Ho*Wo*(reuse_factor + pipeline depth).
-// Requant / pool handle one pixel per cycle with C lanes. The top is a DATAFLOW region of streams.
+// per output pixel; each SAD lane adds into its filter's per-cycle partial sum (psum_t, typed by its
+// bound), added once per cycle into the accumulator. Cycles per image ~ Hp*Wp + Ho*Wo*(reuse_factor +
+// pipeline depth). A requant handles one pixel per reuse_factor cycles with ceil(C/reuse_factor) lanes
+// (reuse_factor 1: C lanes, one pixel per cycle); pool one pixel per cycle. The top is a DATAFLOW region
+// of streams, FIFO depths from flow.hls.stream_depths (2; residual-join inputs sized to the branch lag).
 #ifndef NNET_ADDER_STREAM_H_
 #define NNET_ADDER_STREAM_H_
 
@@ -38,6 +41,8 @@ struct window_config {
     typedef ap_int<9> weight_t;
     typedef ap_int<10> diff_t;
     typedef ap_uint<32> accum_t;
+    static const unsigned n_slots = 1; // filters one SAD cycle touches: min(block_factor, n_filt / gcd(n_filt, RF))
+    typedef ap_uint<32> psum_t; // a filter's per-cycle SAD partial sum (bounded by terms per cycle x max |a - w|)
     typedef ap_int<16> gmult_t;
     typedef ap_uint<5> gshift_t;
 };
@@ -65,7 +70,7 @@ ShiftAdd:
 }
 
 // ---- the adder PE: sum of absolute differences, add / subtract / compare / negate only -----------
-// |a - w| on the narrowest exact difference type; the accumulator is the QNet's declared width.
+// |a - w| on the narrowest exact difference type, added into a partial sum typed by its bound.
 template <class act_T, class weight_T, class diff_T, class accum_T>
 inline void sad_accumulate(accum_T &acc, act_T a, weight_T w) {
     #pragma HLS INLINE
@@ -73,18 +78,62 @@ inline void sad_accumulate(accum_T &acc, act_T a, weight_T w) {
     acc += (d < 0) ? (diff_T)(-d) : d;
 }
 
-// One output pixel: win[g][k] (g = group version, k = (u*KW + v)*C + ci), weights[k*F + f].
+// One cycle r of the SAD schedule (II=1): block_factor lanes, lane b on term idx = r + b*RF (filter
+// idx % F, tap idx / F). Lanes b = j (mod n_slots) always hit the same filter (n_slots = filters touched
+// per cycle = min(block_factor, F / gcd(F, RF))), so they sum into slot j's partial sum (psum_t, typed by
+// its bound) with no lane-to-filter multiplexer; then ONE add per slot into the accumulator of filter
+// (r + j*RF) % F (all cleared at r == 0): the loop-carried path is a single add.
+template <typename CONFIG_T>
+inline void sad_step(typename CONFIG_T::act_t win[CONFIG_T::n_groups][CONFIG_T::win_size],
+                     const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms],
+                     const ap_uint<8> group_ids[CONFIG_T::n_filt], typename CONFIG_T::accum_t acc[CONFIG_T::n_filt],
+                     unsigned r) {
+    #pragma HLS INLINE
+    const unsigned F = CONFIG_T::n_filt, D = CONFIG_T::n_slots;
+    typename CONFIG_T::psum_t psum[D];
+    #pragma HLS ARRAY_PARTITION variable=psum complete
+SadPsumInit:
+    for (unsigned j = 0; j < D; j++) {
+        #pragma HLS UNROLL
+        psum[j] = 0;
+    }
+    unsigned idx = r;
+SadLanes:
+    for (unsigned b = 0; b < CONFIG_T::block_factor; b++) {
+        #pragma HLS UNROLL
+        if (idx < CONFIG_T::n_terms) {
+            sad_accumulate<typename CONFIG_T::act_t, typename CONFIG_T::weight_t, typename CONFIG_T::diff_t,
+                           typename CONFIG_T::psum_t>(psum[b % D], win[group_ids[idx % F]][idx / F], weights[idx]);
+        }
+        idx += CONFIG_T::reuse_factor;
+    }
+SadClear:
+    for (unsigned f = 0; f < F; f++) {
+        #pragma HLS UNROLL
+        if (r == 0) {
+            acc[f] = 0;
+        }
+    }
+    unsigned f = r % F;
+SadAccumulate:
+    for (unsigned j = 0; j < D; j++) {
+        #pragma HLS UNROLL
+        acc[f] += psum[j];
+        f += CONFIG_T::reuse_factor % F;
+        if (f >= F) {
+            f -= F;
+        }
+    }
+}
+
+// One output pixel for C simulation: the same terms on the same types, filter-major (integer sums do not
+// depend on order); about 15x faster on a CPU than the schedule. Define ADDERFLOW_SCHEDULED_PE to
+// C-simulate the synthesised schedule (window_stream's flattened loop of sad_step) instead.
 template <typename CONFIG_T>
 void sad_pixel(typename CONFIG_T::act_t win[CONFIG_T::n_groups][CONFIG_T::win_size],
                const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_uint<8> group_ids[CONFIG_T::n_filt],
                typename CONFIG_T::accum_t acc[CONFIG_T::n_filt]) {
-    #pragma HLS INLINE off
-    #pragma HLS ARRAY_PARTITION variable=acc complete
-    #pragma HLS ARRAY_RESHAPE variable=weights block factor=CONFIG_T::block_factor
     const unsigned F = CONFIG_T::n_filt;
-#if !defined(__SYNTHESIS__) && !defined(ADDERFLOW_SCHEDULED_PE)
-    // C simulation only: the same terms on the same types, filter-major (integer sums do not depend
-    // on order); about 15x faster on a CPU. Define ADDERFLOW_SCHEDULED_PE to simulate the schedule below.
 SadCsimFilters:
     for (unsigned f = 0; f < F; f++) {
         long long a = 0; // exact: the declared accumulator width bounds every partial sum of |.| terms
@@ -98,60 +147,33 @@ SadCsimFilters:
         }
         acc[f] = a;
     }
-    return;
-#endif
-SadInit:
-    for (unsigned f = 0; f < F; f++) {
-        #pragma HLS UNROLL
-        acc[f] = 0;
-    }
-SadReuse:
-    for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
-        #pragma HLS PIPELINE II=1
-        unsigned idx = r;
-    SadLanes:
-        for (unsigned b = 0; b < CONFIG_T::block_factor; b++) {
-            #pragma HLS UNROLL
-            if (idx < CONFIG_T::n_terms) {
-                unsigned f = idx % F;
-                unsigned k = idx / F;
-                sad_accumulate<typename CONFIG_T::act_t, typename CONFIG_T::weight_t, typename CONFIG_T::diff_t,
-                               typename CONFIG_T::accum_t>(acc[f], win[group_ids[f]][k], weights[idx]);
-            }
-            idx += CONFIG_T::reuse_factor;
-        }
-    }
 }
 
-// One output pixel of a regular integer convolution (multiply-accumulate; or shift-add when csd_terms).
+// One cycle r of the MAC schedule (multiply-accumulate; or shift-add when csd_terms), as sad_step.
 template <typename CONFIG_T>
-void mac_pixel(typename CONFIG_T::act_t win[1][CONFIG_T::win_size],
-               const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_int<8> *w_exps,
-               const ap_int<2> *w_signs, typename CONFIG_T::accum_t acc[CONFIG_T::n_filt]) {
-    #pragma HLS INLINE off
-    #pragma HLS ARRAY_PARTITION variable=acc complete
-    #pragma HLS ARRAY_RESHAPE variable=weights block factor=CONFIG_T::block_factor
+inline void mac_step(typename CONFIG_T::act_t win[1][CONFIG_T::win_size],
+                     const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_int<8> *w_exps,
+                     const ap_int<2> *w_signs, typename CONFIG_T::accum_t acc[CONFIG_T::n_filt], unsigned r) {
+    #pragma HLS INLINE
     const unsigned F = CONFIG_T::n_filt;
-MacInit:
+MacClear:
     for (unsigned f = 0; f < F; f++) {
         #pragma HLS UNROLL
-        acc[f] = 0;
-    }
-MacReuse:
-    for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
-        #pragma HLS PIPELINE II=1
-        unsigned idx = r;
-    MacLanes:
-        for (unsigned b = 0; b < CONFIG_T::block_factor; b++) {
-            #pragma HLS UNROLL
-            if (idx < CONFIG_T::n_terms) {
-                unsigned f = idx % F;
-                unsigned k = idx / F;
-                acc[f] += const_mult<typename CONFIG_T::accum_t, CONFIG_T::csd_terms>(
-                    win[0][k], weights[idx], w_exps + idx * CONFIG_T::csd_terms, w_signs + idx * CONFIG_T::csd_terms);
-            }
-            idx += CONFIG_T::reuse_factor;
+        if (r == 0) {
+            acc[f] = 0;
         }
+    }
+    unsigned idx = r;
+MacLanes:
+    for (unsigned b = 0; b < CONFIG_T::block_factor; b++) {
+        #pragma HLS UNROLL
+        if (idx < CONFIG_T::n_terms) {
+            unsigned f = idx % F;
+            unsigned k = idx / F;
+            acc[f] += const_mult<typename CONFIG_T::accum_t, CONFIG_T::csd_terms>(
+                win[0][k], weights[idx], w_exps + idx * CONFIG_T::csd_terms, w_signs + idx * CONFIG_T::csd_terms);
+        }
+        idx += CONFIG_T::reuse_factor;
     }
 }
 
@@ -180,15 +202,114 @@ inline typename CONFIG_T::act_t rescale_activation(in_T x, typename CONFIG_T::gm
 
 // ---- line-buffer window engine -------------------------------------------------------------------
 // Walks the zero-padded input in raster order, reading one pixel per padded position inside the image,
-// storing n_groups rescaled versions in a filt_height-row circular buffer; emits one output pixel
-// whenever a strided window is complete.
+// storing n_groups rescaled versions in a filt_height-row circular buffer; whenever a strided window is
+// complete it gathers the window and computes one output pixel in reuse_factor cycles. Synthesis gets
+// ONE flattened pipelined loop (II=1) of HP*WP position steps + Ho*Wo*reuse_factor PE steps.
+struct window_walk {
+    unsigned ip, jp, slot, row_phase, col_phase; // padded position, its line-buffer row, stride phases
+};
+
+template <typename CONFIG_T> inline void window_advance(window_walk &w) {
+    #pragma HLS INLINE
+    const unsigned KH = CONFIG_T::filt_height, KW = CONFIG_T::filt_width;
+    const unsigned WP = CONFIG_T::in_width + CONFIG_T::pad_left + CONFIG_T::pad_right;
+    if (w.jp + 1 >= KW) {
+        w.col_phase = (w.col_phase + 1 == CONFIG_T::stride) ? 0 : w.col_phase + 1;
+    }
+    if (w.jp + 1 == WP) {
+        w.jp = 0;
+        w.col_phase = 0;
+        if (w.ip + 1 >= KH) {
+            w.row_phase = (w.row_phase + 1 == CONFIG_T::stride) ? 0 : w.row_phase + 1;
+        }
+        w.slot = (w.slot + 1 == KH) ? 0 : w.slot + 1;
+        w.ip++;
+    } else {
+        w.jp++;
+    }
+}
+
+// One padded position: its pixel (zero in the padding) into the line buffer; true, with the window
+// gathered into win[g][(u*KW + v)*C + c], where a strided window completes.
+template <class data_T, typename CONFIG_T, bool IS_ADDER>
+inline bool window_position(hls::stream<data_T> &data, const window_walk &w,
+                            typename CONFIG_T::act_t lbuf[CONFIG_T::n_groups][CONFIG_T::filt_height]
+                                                         [CONFIG_T::in_width + CONFIG_T::pad_left + CONFIG_T::pad_right]
+                                                         [CONFIG_T::n_chan],
+                            typename CONFIG_T::act_t win[CONFIG_T::n_groups][CONFIG_T::win_size],
+                            const typename CONFIG_T::gmult_t *gmult, const typename CONFIG_T::gshift_t *gshift,
+                            const ap_int<8> *exps, const ap_int<2> *signs) {
+    #pragma HLS INLINE
+    const unsigned KH = CONFIG_T::filt_height, KW = CONFIG_T::filt_width, C = CONFIG_T::n_chan;
+    const unsigned G = CONFIG_T::n_groups;
+    bool inside = w.ip >= CONFIG_T::pad_top && w.ip < CONFIG_T::pad_top + CONFIG_T::in_height &&
+                  w.jp >= CONFIG_T::pad_left && w.jp < CONFIG_T::pad_left + CONFIG_T::in_width;
+    data_T px;
+    if (inside) {
+        px = data.read();
+    }
+Insert:
+    for (unsigned c = 0; c < C; c++) {
+        #pragma HLS UNROLL
+        for (unsigned g = 0; g < G; g++) {
+            #pragma HLS UNROLL
+            typename CONFIG_T::act_t a = 0;
+            if (inside) {
+                if (IS_ADDER) {
+                    a = rescale_activation<CONFIG_T>(px[c], gmult[g], gshift[g], exps + g * CONFIG_T::csd_terms,
+                                                     signs + g * CONFIG_T::csd_terms);
+                } else {
+                    a = px[c];
+                }
+            }
+            lbuf[g][w.slot][w.jp][c] = a;
+        }
+    }
+    bool row_ready = w.ip + 1 >= KH && w.row_phase == 0;
+    bool col_ready = w.jp + 1 >= KW && w.col_phase == 0;
+    if (!(row_ready && col_ready)) {
+        return false;
+    }
+Gather: // all K*K*C*G taps at once (lbuf partitioned on groups, rows, channels; cyclic on columns)
+    for (unsigned u = 0; u < KH; u++) {
+        #pragma HLS UNROLL
+        unsigned s = w.slot + 1 + u; // slot of padded row ip - KH + 1 + u (circular)
+        if (s >= KH) {
+            s -= KH;
+        }
+        for (unsigned v = 0; v < KW; v++) {
+            #pragma HLS UNROLL
+            for (unsigned c = 0; c < C; c++) {
+                #pragma HLS UNROLL
+                for (unsigned g = 0; g < G; g++) {
+                    #pragma HLS UNROLL
+                    win[g][(u * KW + v) * C + c] = lbuf[g][s][w.jp + 1 - KW + v][c];
+                }
+            }
+        }
+    }
+    return true;
+}
+
+template <class res_T, typename CONFIG_T>
+inline void window_emit(hls::stream<res_T> &res, typename CONFIG_T::accum_t acc[CONFIG_T::n_filt]) {
+    #pragma HLS INLINE
+    res_T out;
+    PRAGMA_DATA_PACK(out)
+Emit:
+    for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
+        #pragma HLS UNROLL
+        out[f] = acc[f];
+    }
+    res.write(out);
+}
+
 template <class data_T, class res_T, typename CONFIG_T, bool IS_ADDER>
 void window_stream(hls::stream<data_T> &data, hls::stream<res_T> &res,
                    const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_uint<8> *group_ids,
                    const typename CONFIG_T::gmult_t *gmult, const typename CONFIG_T::gshift_t *gshift,
                    const ap_int<8> *exps, const ap_int<2> *signs) {
-    const unsigned KH = CONFIG_T::filt_height, KW = CONFIG_T::filt_width, C = CONFIG_T::n_chan;
-    const unsigned G = CONFIG_T::n_groups;
+    const unsigned KH = CONFIG_T::filt_height, C = CONFIG_T::n_chan, G = CONFIG_T::n_groups;
     const unsigned HP = CONFIG_T::in_height + CONFIG_T::pad_top + CONFIG_T::pad_bottom;
     const unsigned WP = CONFIG_T::in_width + CONFIG_T::pad_left + CONFIG_T::pad_right;
     typename CONFIG_T::act_t lbuf[G][KH][WP][C];
@@ -201,81 +322,50 @@ void window_stream(hls::stream<data_T> &data, hls::stream<res_T> &res,
     #pragma HLS ARRAY_PARTITION variable=win complete dim=0
     typename CONFIG_T::accum_t acc[CONFIG_T::n_filt];
     #pragma HLS ARRAY_PARTITION variable=acc complete
-
-    unsigned slot = 0; // line-buffer row holding padded row ip
-    unsigned row_phase = 0, col_phase = 0;
-PadRows:
-    for (unsigned ip = 0; ip < HP; ip++) {
-    PadCols:
-        for (unsigned jp = 0; jp < WP; jp++) {
-            bool inside = ip >= CONFIG_T::pad_top && ip < CONFIG_T::pad_top + CONFIG_T::in_height &&
-                          jp >= CONFIG_T::pad_left && jp < CONFIG_T::pad_left + CONFIG_T::in_width;
-            data_T px;
-            if (inside) {
-                px = data.read();
-            }
-        Insert:
-            for (unsigned c = 0; c < C; c++) {
-                #pragma HLS UNROLL
-                for (unsigned g = 0; g < G; g++) {
-                    #pragma HLS UNROLL
-                    typename CONFIG_T::act_t a = 0;
-                    if (inside) {
-                        if (IS_ADDER) {
-                            a = rescale_activation<CONFIG_T>(px[c], gmult[g], gshift[g], exps + g * CONFIG_T::csd_terms,
-                                                             signs + g * CONFIG_T::csd_terms);
-                        } else {
-                            a = px[c];
-                        }
-                    }
-                    lbuf[g][slot][jp][c] = a;
+    window_walk w = {0, 0, 0, 0, 0};
+#if !defined(__SYNTHESIS__) && !defined(ADDERFLOW_SCHEDULED_PE)
+    // C simulation: position by position, each output pixel in one call (sad_pixel's fast path)
+WindowPositions:
+    for (unsigned t = 0; t < HP * WP; t++) {
+        if (window_position<data_T, CONFIG_T, IS_ADDER>(data, w, lbuf, win, gmult, gshift, exps, signs)) {
+            if (IS_ADDER) {
+                sad_pixel<CONFIG_T>(win, weights, group_ids, acc);
+            } else {
+                for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
+                    mac_step<CONFIG_T>(win, weights, exps, signs, acc, r);
                 }
             }
-            bool row_ready = ip + 1 >= KH && row_phase == 0;
-            bool col_ready = jp + 1 >= KW && col_phase == 0;
-            if (row_ready && col_ready) {
-            Gather: // one window per output pixel, all K*K*C*G taps at once (lbuf partitioned, cyclic on columns)
-                for (unsigned u = 0; u < KH; u++) {
-                    #pragma HLS UNROLL
-                    unsigned s = slot + 1 + u; // slot of padded row ip - KH + 1 + u (circular)
-                    if (s >= KH) {
-                        s -= KH;
-                    }
-                    for (unsigned v = 0; v < KW; v++) {
-                        #pragma HLS UNROLL
-                        for (unsigned c = 0; c < C; c++) {
-                            #pragma HLS UNROLL
-                            for (unsigned g = 0; g < G; g++) {
-                                #pragma HLS UNROLL
-                                win[g][(u * KW + v) * C + c] = lbuf[g][s][jp + 1 - KW + v][c];
-                            }
-                        }
-                    }
-                }
-                if (IS_ADDER) {
-                    sad_pixel<CONFIG_T>(win, weights, group_ids, acc);
-                } else {
-                    mac_pixel<CONFIG_T>(win, weights, exps, signs, acc);
-                }
-                res_T out;
-                PRAGMA_DATA_PACK(out)
-            Emit:
-                for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
-                    #pragma HLS UNROLL
-                    out[f] = acc[f];
-                }
-                res.write(out);
-            }
-            if (jp + 1 >= KW) {
-                col_phase = (col_phase + 1 == CONFIG_T::stride) ? 0 : col_phase + 1;
-            }
+            window_emit<res_T, CONFIG_T>(res, acc);
         }
-        col_phase = 0;
-        if (ip + 1 >= KH) {
-            row_phase = (row_phase + 1 == CONFIG_T::stride) ? 0 : row_phase + 1;
-        }
-        slot = (slot + 1 == KH) ? 0 : slot + 1;
+        window_advance<CONFIG_T>(w);
     }
+#else
+    #pragma HLS ARRAY_RESHAPE variable=weights block factor=CONFIG_T::block_factor
+    const unsigned RF = CONFIG_T::reuse_factor;
+    bool busy = false; // a gathered window is in the PE
+    unsigned r = 0;
+WindowSteps:
+    for (unsigned t = 0; t < HP * WP + CONFIG_T::out_height * CONFIG_T::out_width * RF; t++) {
+        #pragma HLS PIPELINE II=1
+        if (!busy) {
+            busy = window_position<data_T, CONFIG_T, IS_ADDER>(data, w, lbuf, win, gmult, gshift, exps, signs);
+            r = 0;
+            window_advance<CONFIG_T>(w);
+        } else {
+            if (IS_ADDER) {
+                sad_step<CONFIG_T>(win, weights, group_ids, acc, r);
+            } else {
+                mac_step<CONFIG_T>(win, weights, exps, signs, acc, r);
+            }
+            if (r == RF - 1) {
+                window_emit<res_T, CONFIG_T>(res, acc);
+                busy = false;
+            } else {
+                r++;
+            }
+        }
+    }
+#endif
 }
 
 template <class data_T, class res_T, typename CONFIG_T>

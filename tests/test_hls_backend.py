@@ -17,7 +17,7 @@ hls4ml = pytest.importorskip("hls4ml")
 from flow.hls import project  # noqa: E402
 from flow.hls.writer import templates_dir  # noqa: E402
 
-SAD_FUNCTIONS = ("sad_accumulate", "sad_pixel")
+SAD_FUNCTIONS = ("sad_accumulate", "sad_step", "sad_pixel")
 
 
 def cpp_function_body(source: str, name: str) -> str:
@@ -111,7 +111,8 @@ def csim_mismatches(tmp_path, net, x, **kw):
     return int(np.sum(y != want.reshape(len(x), -1))), y
 
 
-@pytest.mark.parametrize("seed,reuse,shift_add,scheduled_pe", [(3, 1, False, True), (4, 3, True, False)])
+@pytest.mark.parametrize("seed,reuse,shift_add,scheduled_pe", [(3, 1, False, True), (4, 3, True, False),
+                                                              (5, 6, True, True)])
 def test_csim_bit_exact_random_nets(tmp_path, seed, reuse, shift_add, scheduled_pe):
     """scheduled_pe: C-simulate the reuse-factor PE schedule itself (what synthesis gets), not the
     filter-major C-simulation loop."""
@@ -210,7 +211,7 @@ def _stream_depths(top: str) -> dict:
 def test_stream_depths_minimal_with_residual_joins_sized_to_the_branch_lag(tmp_path):
     """Depth 2 everywhere except the inputs of a residual join, which hold what the other branch
     (two window layers) holds back; 'hls4ml-default' keeps a whole tensor per stream."""
-    from flow.hls.stream_depths import window_reads_at_outputs
+    from flow.report.estimate import window_reads_at_outputs
 
     net = resnet20_shaped_qnet(bits=4, seed=2)
     hm, d = write_project(tmp_path, net, reuse=16)
@@ -232,6 +233,12 @@ def test_stream_depths_minimal_with_residual_joins_sized_to_the_branch_lag(tmp_p
                                          pad_top=1, pad_bottom=1, pad_left=1, pad_right=1, out_height=4,
                                          out_width=4))
     assert reads[0] == 4 + 2 and reads[-1] == 16 and len(reads) == 16
+    # the estimator prices exactly these FIFOs
+    from flow.boards import get_board
+    from flow.report.estimate import estimate
+
+    est = estimate(net, get_board("pynq-z2"), 100, reuse=16)
+    assert sorted(s["depth"] for s in est["streams"] if s["depth"] > 2) == sorted(v for v in depths.values() if v > 2)
     _, d2 = write_project(tmp_path / "default", net, reuse=16, stream_depths="hls4ml-default")
     assert _stream_depths((d2 / "firmware" / "myproject.cpp").read_text())[skip] == 32 * 32
 
@@ -267,3 +274,33 @@ def test_weight_storage_bram_binding(tmp_path):
     assert top.index("#pragma HLS DATAFLOW") < top.index("BIND_STORAGE")
     with pytest.raises(AdderFlowError, match="not a window/dense layer"):
         project.hls_config(net, bram_weights=["b0_rq1"])
+
+
+def test_sad_partial_sum_bound():
+    """psum_t bounds a filter's per-cycle SAD partial sum: terms per cycle from the SadReuse schedule."""
+    from flow.report.estimate import sad_terms_per_cycle
+
+    for n_terms, f, rf in [(144, 16, 1), (144, 16, 16), (144, 16, 15), (2304, 16, 16), (27, 3, 4), (10, 5, 100)]:
+        idx = np.arange(n_terms)
+        brute = max(int(np.sum((idx % rf == r) & (idx % f == g))) for r in range(rf) for g in range(f))
+        assert sad_terms_per_cycle(n_terms, f, rf) == brute
+    assert sad_terms_per_cycle(2304, 16, 16) == 144 and sad_terms_per_cycle(2304, 16, 15) == 10
+
+
+def test_sad_slots_map_lanes_to_distinct_filters():
+    """sad_step sums lane b into slot b % n_slots: every lane of a slot hits one filter, slots distinct ones."""
+    from flow.hls.layers import block_factor
+    from flow.report.estimate import sad_slots
+
+    for n_terms, f, rf in [(144, 16, 1), (144, 16, 16), (144, 16, 22), (2304, 16, 15), (27, 3, 4), (4608, 32, 116)]:
+        block = block_factor(n_terms, rf)
+        d = sad_slots(f, rf, block)
+        for r in range(rf):
+            idx = r + rf * np.arange(block)
+            valid = idx < n_terms
+            filt, slot = idx % f, np.arange(block) % d
+            for j in range(d):
+                assert len(set(filt[valid & (slot == j)])) <= 1
+            firsts = [int(filt[valid & (slot == j)][0]) for j in range(d) if np.any(valid & (slot == j))]
+            assert len(set(firsts)) == len(firsts)
+            assert all(fj == (r + j * rf) % f for j, fj in enumerate(firsts))

@@ -33,8 +33,9 @@ def test_window_layer_schedule(adder_net):
     n = 3 * 3 * 16 * 16
     assert m["lanes"] == math.ceil(n / 8)
     assert m["pixels_in"] == 34 * 34 and m["pixels_out"] == 32 * 32
-    assert m["cycles"] == 34 * 34 + 32 * 32 * m["cycles_per_output"]
-    assert m["cycles_per_output"] >= 8
+    # the flattened window loop: one step per padded position, RF steps per output, its depth once
+    assert m["cycles_per_output"] == 8
+    assert 34 * 34 + 32 * 32 * 8 < m["cycles"] <= 34 * 34 + 32 * 32 * 8 + 32
     assert m["mult_impl"] == "none (SAD)" and m["resources"]["DSP"] == 0
 
 
@@ -136,7 +137,7 @@ def test_reuse_dict_default_key(adder_net):
 
 
 def test_weights_to_bram_trades_lut_for_bram(adder_net):
-    kw = dict(fifo_depth="minimal", tune_requant=True, fuse_requant=True)
+    kw = dict(fifo_depth="minimal", tune_requant=True)   # as generated: LUT is over at 3,000 images/s
     base = fit_reuse(adder_net, "pynq-z2", 3000, 100, **kw)
     moved = fit_reuse(adder_net, "pynq-z2", 3000, 100, weights_to_bram=True, **kw)
     assert not base["board_fit"]["resources"]["LUT"]["fits"]

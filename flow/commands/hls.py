@@ -189,8 +189,9 @@ def _fit_reuse(qnet, board, target_fps: float, clock_mhz: float, shift_add: bool
     if fit["design"].get("bram_weights"):
         print(f"[hls] weight ROMs bound to BRAM: {', '.join(fit['design']['bram_weights'])}", flush=True)
     mf = fit.get("max_fps_that_fits")
-    if mf and mf.get("fps"):
-        print(f"[hls] highest rate that fits {board.name} (estimate): {mf['fps']:.0f} images/s", flush=True)
+    if mf is not None:
+        print(f"[hls] highest rate that fits {board.name} (estimate): "
+              + (f"{mf['fps']:.0f} images/s" if mf.get("fps") else "none at any rate"), flush=True)
     return fit
 
 

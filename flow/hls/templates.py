@@ -7,6 +7,7 @@ from hls4ml.model.types import IntegerPrecisionType
 
 from flow.hls.layers import (QAdderConv2D, QGlobalSumPool, QIntConv2D, QIntDense, QRequant, array_type,
                              block_factor, bits_for, cpp_int, range_of)
+from flow.report.estimate import sad_slots, sad_terms_per_cycle  # the schedule facts the estimate prices
 
 INCLUDE = ["nnet_utils/nnet_adder_stream.h"]
 
@@ -29,12 +30,14 @@ WINDOW_CONFIG = """struct config{index} : nnet::window_config {{
     static const unsigned n_terms = {n_terms};
     static const unsigned reuse_factor = {reuse};
     static const unsigned block_factor = {block};
+    static const unsigned n_slots = {n_slots};
     static const unsigned csd_terms = {csd_terms};
     static const unsigned act_bits = {act_bits};
     typedef {act_t} act_t;
     typedef {weight_t} weight_t;
     typedef {diff_t} diff_t;
     typedef {accum_t} accum_t;
+    typedef {psum_t} psum_t;
     typedef {gmult_t} gmult_t;
     typedef {gshift_t} gshift_t;
     typedef {gprod_t} gprod_t;
@@ -115,6 +118,11 @@ class WindowConfigTemplate(LayerConfigTemplate):
         params["weight_t"] = w.type.name
         params["diff_t"] = "ap_int<{}>".format(bits_for(min(alo - whi, 0) - 1, max(ahi - wlo, 0))[0])
         params["accum_t"] = _elem_type(node)
+        # a filter's per-cycle SAD partial sum, typed by its bound (terms per cycle x largest |a - w|)
+        dmax = max(ahi - wlo, whi - alo, 0)
+        tpc = sad_terms_per_cycle(node.get_attr("n_terms"), node.get_attr("n_filt"), node.get_attr("reuse_factor"))
+        params["psum_t"] = cpp_int(array_type([0, tpc * dmax]))
+        params["n_slots"] = sad_slots(node.get_attr("n_filt"), node.get_attr("reuse_factor"), params["block"])
         if is_adder:
             gm = node.weights["group_mult"]
             params["gmult_t"] = gm.type.name

@@ -21,8 +21,9 @@ FAMILY_OF_BOARD = {"zynq7": "xc7", "zynqmp": "xcup"}
 # name -> (value, why). Cycles are clock cycles; LUT/FF per block.
 ASSUMPTIONS = {
     "pixel_cycles": (1, "window layers read one (padded) input pixel per cycle (template schedule)"),
-    "pe_call_cycles": (4, "per output pixel: call/init, accumulator clear, emit and stream write around the "
-                          "RF-cycle SadReuse/MacReuse pipeline"),
+    "pe_call_cycles": (4, "window layers: pipeline depth of the flattened position/PE loop beyond the adder "
+                          "tree and window gather (stream read, rescale, emit), paid once per image; dense: "
+                          "call/init, accumulator clear and emit around its RF-cycle pipeline"),
     "requant_depth": (3, "requant pipeline depth (II=1) before its first output"),
     "control_lut": (90, "FSM, loop counters and stream handshakes per dataflow process; the stock hls4ml "
                         "relu process of the csynth fixture is 256 LUT / 84 FF including 5 16-bit compares"),

@@ -2,9 +2,9 @@
 (hls_templates/nnet_adder_stream.h), used when no vendor report exists. Every figure is an estimate.
 
 Schedule (per image):
-* window layer (adder2d / conv2d): reads one padded input pixel per cycle into a K-row line buffer;
-  each complete strided window costs reuse_factor (RF) cycles of the SadReuse/MacReuse pipeline plus a
-  fixed call overhead: cycles = HP*WP + Ho*Wo*(RF + overhead + tree depth).
+* window layer (adder2d / conv2d): one flattened pipelined loop (II=1): one step per padded input
+  position (reading the pixel into a K-row line buffer) and RF steps of the SAD/MAC lanes per complete
+  strided window: cycles = HP*WP + Ho*Wo*RF + pipeline depth.
   block_factor = ceil(K*K*Cin*Cout / RF) parallel SAD or MAC lanes; weights ARRAY_RESHAPEd into one
   memory of depth RF and width block_factor * weight bits (LUT ROM when shallow, BRAM18K otherwise;
   constants folded into logic when RF = 1).
@@ -16,8 +16,9 @@ Schedule (per image):
   sized to the branch lag) or 'hls4ml-default' (a whole tensor per stream).
 * design variants the template does NOT generate today, modelled so the fitting can show what they buy
   (reported per layer as "variant"): `fuse_requant=True` merges each requant into the window layer feeding
-  it (no accumulator stream, no separate process); `narrow_partial_sums=True` types the SAD adder-tree
-  partial sums by their bound instead of the accumulator width (the template adds at accum_t width);
+  it (no accumulator stream, no separate process); `narrow_partial_sums=True` sizes every level of the
+  SAD adder tree by its own bound (the template types a filter's per-cycle partial sum by its bound,
+  psum_t, and adds it once per cycle into the accumulator: modelled by default);
   `bram_weights` (layer names) binds those layers' shallow weight memories to BRAM instead of LUT ROM.
 * processes run concurrently: the interval is the slowest process; the latency is the longest
   start-to-end path through the graph at the clock.
@@ -68,6 +69,19 @@ def csd_terms_of(op, shift_add_all: bool = False) -> int:
     return max(1, int(csd_nonzero_digits(op.arrays[arr]).max()))
 
 
+def sad_terms_per_cycle(n_terms: int, n_filt: int, reuse: int) -> int:
+    """Most |a - w| terms one filter receives in one cycle of the SadReuse schedule (term idx = k*F + f
+    runs in cycle idx % RF): the per-cycle partial sum of a filter adds this many terms."""
+    idx = np.arange(int(n_terms), dtype=np.int64)
+    pairs = (idx % max(1, int(reuse))) * int(n_filt) + idx % int(n_filt)
+    return int(np.bincount(pairs).max()) if idx.size else 1
+
+
+def sad_slots(n_filt: int, reuse: int, block: int) -> int:
+    """Filters one SAD cycle touches (lanes b = j mod this share filter j's partial sum)."""
+    return max(1, min(int(block), int(n_filt) // math.gcd(int(n_filt), max(1, int(reuse)))))
+
+
 def memory(depth: int, width: int, lut_max_depth: int) -> dict:
     """A depth x width ROM: LUT6 ROMs (64 words x 1 bit each) when shallow, else BRAM18K."""
     if depth <= 0 or width <= 0:
@@ -94,6 +108,89 @@ def fifo(depth: int, width: int) -> dict:
     if depth <= assumption("fifo_srl_max_depth"):
         return _add_into(ctl, {"LUT": width * math.ceil(max(depth, 1) / 32), "FF": width if depth <= 2 else 0})
     return _add_into(ctl, {"BRAM_18K": bram18_for(depth, width)})
+
+
+# ---- stream FIFO depths (the backend's writer sizes its FIFOs with the same functions) ---------------
+# A chain of processes runs with depth-2 FIFOs; where two branches of a fork meet again (a residual
+# join) the faster branch must buffer what the slower one holds back, or the fork blocks and the
+# DATAFLOW region deadlocks. Per join, from its fork (the nearest stream all its inputs descend from):
+# need[q] = fork tokens delivered before token q of a stream can exist (window layers from their raster
+# walk of the padded input, element-wise nodes 1:1, reductions after their last input). A join stuck on
+# token q has seen fewer than T(q) = max_i need_i[q] fork tokens; input i then holds at most
+# #{q' : need_i[q'] <= T(q) - 1} - q tokens: its depth is the largest such backlog + FIFO_JOIN_MARGIN.
+
+FIFO_MIN_DEPTH = 2
+FIFO_JOIN_MARGIN = 2          # tokens in flight inside the producer / consumer pipelines
+
+
+def window_reads_at_outputs(a: dict) -> np.ndarray:
+    """Input pixels the line-buffer walk (window_stream) has read when each output pixel is emitted."""
+    kh, kw, s = int(a["filt_height"]), int(a["filt_width"]), int(a["stride"])
+    h, w = int(a["in_height"]), int(a["in_width"])
+    pt, pl = int(a["pad_top"]), int(a["pad_left"])
+    hp, wp = h + pt + int(a["pad_bottom"]), w + pl + int(a["pad_right"])
+    rows_read = np.clip(np.arange(hp) - pt, 0, h)                  # full input rows before padded row ip
+    cols_read = np.clip(np.arange(wp) - pl + 1, 0, w)              # pixels of the current row through jp
+    inside_row = (np.arange(hp) >= pt) & (np.arange(hp) < pt + h)
+    out_rows = np.arange(kh - 1, hp, s)[: int(a["out_height"])]
+    out_cols = np.arange(kw - 1, wp, s)[: int(a["out_width"])]
+    reads = rows_read[out_rows, None] * w + np.where(inside_row[out_rows, None], cols_read[None, out_cols], 0)
+    return reads.reshape(-1)
+
+
+def _need_of_outputs(node: dict, need_in: list) -> np.ndarray:
+    n = int(node["tokens"])
+    if node.get("window"):
+        reads = window_reads_at_outputs(node["window"])
+        src = need_in[0]
+        return np.where(reads > 0, src[np.clip(reads - 1, 0, len(src) - 1)], 0)
+    if all(len(x) == n for x in need_in):          # element-wise: requant, residual join, clone, dense
+        return np.max(np.stack(need_in), axis=0)
+    last = max(int(x[-1]) for x in need_in)        # reduction (pooling) or unknown: after its whole input
+    return np.full(n, last, dtype=np.int64)
+
+
+def join_fifo_depths(nodes: list, stream_tokens: dict) -> dict:
+    """{(join node name, input stream): FIFO depth} for every multi-input node of a streaming graph.
+    nodes: topological order of {"name", "inputs", "outputs", "tokens" (per output), "window" (the
+    window_reads_at_outputs geometry, window layers only)}; stream_tokens: {stream: tokens per image}.
+    A join that cannot be analysed gets a whole tensor."""
+    producer = {o: k for k, n in enumerate(nodes) for o in n["outputs"]}
+
+    def ancestors(v):
+        seen, todo = set(), [v]
+        while todo:
+            x = todo.pop()
+            if x not in seen:
+                seen.add(x)
+                if x in producer:
+                    todo.extend(nodes[producer[x]]["inputs"])
+        return seen
+
+    out = {}
+    for k, join in enumerate(nodes):
+        if len(join["inputs"]) < 2:
+            continue
+        common = set.intersection(*(ancestors(i) for i in join["inputs"]))
+        backlog = None
+        if common:
+            fork = max(common, key=lambda v: producer.get(v, -1))
+            need = {fork: np.arange(1, int(stream_tokens[fork]) + 1, dtype=np.int64)}
+            for node in nodes[producer.get(fork, -1) + 1:k]:
+                if node["inputs"] and all(i in need for i in node["inputs"]):
+                    o_need = _need_of_outputs(node, [need[i] for i in node["inputs"]])
+                    for o in node["outputs"]:
+                        need[o] = o_need
+            ins = join["inputs"]
+            if all(i in need for i in ins) and len({len(need[i]) for i in ins}) == 1:
+                t = np.max(np.stack([need[i] for i in ins]), axis=0)
+                q = np.arange(len(t))
+                backlog = {i: max(0, int(np.max(np.searchsorted(need[i], t - 1, side="right") - q))) for i in ins}
+        for i in join["inputs"]:
+            tokens = int(stream_tokens[i])
+            depth = tokens if backlog is None else backlog[i] + FIFO_JOIN_MARGIN
+            out[(join["name"], i)] = int(min(max(FIFO_MIN_DEPTH, depth), max(tokens, 1)))
+    return out
 
 
 # ---- per-op models ---------------------------------------------------------------------------------
@@ -162,20 +259,27 @@ class Estimator:
         adder = op.kind == "adder2d"
         terms_per_acc = max(1, math.ceil(lanes / g["F"]))
         tree = math.ceil(math.log2(terms_per_acc + 1))
-        per_out = rf + assumption("pe_call_cycles") + tree + math.ceil(g["K"] / 2)
+        # one flattened II=1 loop: HP*WP position steps + RF PE steps per output, its depth paid once
+        depth = assumption("pe_call_cycles") + tree + math.ceil(g["K"] / 2)
+        per_out = rf
         pixels_in = g["HP"] * g["WP"]
         pixels_out = g["Ho"] * g["Wo"]
-        cycles = pixels_in * assumption("pixel_cycles") + pixels_out * per_out
+        cycles = pixels_in * assumption("pixel_cycles") + pixels_out * per_out + depth
         fill = ((g["K"] - 1) * g["WP"] + g["K"]) * assumption("pixel_cycles")
         res, parts = _zero(), {}
         csd = 0
         # datapath lanes
         if adder:
-            lane_acc = acc_bits
-            if self.narrow_partial_sums:   # tree adds sized to their bound, only the last at acc width
+            # generated: each lane adds into its filter slot's per-cycle partial sum (psum_t, typed by its
+            # bound), then one accumulator add per slot (filter touched) and cycle
+            dmax = max((1 << a_bits) - 1 - int(w.min()), int(w.max()), 1)
+            psum_bits = int(dmax * sad_terms_per_cycle(g["n_terms"], g["F"], rf)).bit_length()
+            lane_acc = min(acc_bits, psum_bits)
+            if self.narrow_partial_sums:   # variant: every tree level sized to its own bound
                 t = terms_per_acc
-                lane_acc = ((t - 1) * (max(a_bits, w_bits) + 1 + math.log2(t) / 2) + acc_bits) / t
+                lane_acc = min(lane_acc, ((t - 1) * (max(a_bits, w_bits) + 1 + math.log2(t) / 2) + acc_bits) / t)
             lane = self.pe.sad_lane(max(a_bits, w_bits), lane_acc)
+            parts["accumulators"] = _add_into(_zero(), self.pe.add(acc_bits), sad_slots(g["F"], rf, lanes))
             mult_impl = "none (SAD)"
         else:
             csd = csd_terms_of(op, self.shift_add_all)
@@ -227,7 +331,8 @@ class Estimator:
             _add_into(res, p)
         if not adder and not csd:
             n_mult += lanes
-        return {"cycles": cycles, "first_out": fill + per_out, "tail": per_out, "rf": rf, "lanes": lanes,
+        return {"cycles": cycles, "first_out": fill + per_out + depth, "tail": per_out + depth, "rf": rf,
+                "lanes": lanes,
                 "pixels_in": pixels_in, "pixels_out": pixels_out, "cycles_per_output": per_out,
                 "mult_impl": mult_impl, "multipliers": n_mult, "csd_terms": csd,
                 "weights_in": ("constants in logic" if rf == 1 else
@@ -406,33 +511,39 @@ class Estimator:
                             "requant_reuse": {k: v for k, v in self.reuse.items() if net.op(k).kind == "requant"}},
         }
 
+    def stream_graph(self) -> tuple:
+        """The QNet as the streaming graph join_fifo_depths takes (what the backend generates)."""
+        nodes, tokens = [], {}
+        for t, spec in self.net.tensors.items():
+            tokens[t] = int(np.prod(spec.shape[:-1])) if len(spec.shape) > 1 else 1
+        for op in self.net.ops:
+            node = {"name": op.name, "inputs": list(op.inputs), "outputs": [op.output], "tokens": tokens[op.output]}
+            if op.kind in ("conv2d", "adder2d"):
+                g = self.window_geometry(op)
+                pt, pb, pl, pr = (list(op.attrs.get("pads", [0, 0, 0, 0])) + [0, 0, 0, 0])[:4]
+                node["window"] = {"filt_height": g["K"], "filt_width": g["K"], "stride": g["stride"],
+                                  "in_height": g["H"], "in_width": g["W"], "pad_top": pt, "pad_bottom": pb,
+                                  "pad_left": pl, "pad_right": pr, "out_height": g["Ho"], "out_width": g["Wo"]}
+            nodes.append(node)
+        return nodes, tokens
+
     def streams(self, layers) -> list:
         """One FIFO per tensor edge (width C * bits); depth per the fifo_depth policy."""
         net, out = self.net, []
-        by_name = {L["name"]: L for L in layers}
+        joins = join_fifo_depths(*self.stream_graph()) if self.fifo_depth == "minimal" else {}
         for t, spec in net.tensors.items():
             consumers = net.consumers(t)
             if not consumers:
                 continue
             width = (spec.shape[-1] if len(spec.shape) else 1) * spec.bits
             pixels = int(np.prod(spec.shape[:-1])) if len(spec.shape) > 1 else 1
-            prod = net.producer(t)
             for c in consumers:
                 if self.fuse_requant and c.kind == "requant" and c.inputs[0] == t and self._fusable(c):
                     continue
                 if self.fifo_depth == "hls4ml-default":
                     depth = pixels
                 else:
-                    depth = 2
-                    if len(c.inputs) > 1 and prod is not None or (len(c.inputs) > 1 and t == net.input):
-                        # the skip edge of a residual join waits for the longer branch to deliver
-                        other = [x for x in c.inputs if x != t]
-                        lag = max(by_name[net.producer(x).name]["start"] + by_name[net.producer(x).name]["first_out"]
-                                  for x in other) - (by_name[prod.name]["start"] + by_name[prod.name]["first_out"]
-                                                     if prod is not None else 0)
-                        per_pixel = max(1.0, by_name[c.name]["cycles"] / max(1, by_name[c.name]["pixels_in"]))
-                        depth = max(2, int(math.ceil(lag / per_pixel)) + 2)
-                        depth = min(depth, pixels)
+                    depth = joins.get((c.name, t), min(FIFO_MIN_DEPTH, pixels))
                 out.append({"tensor": t, "to": c.name, "depth": int(depth), "width": int(width),
                             "resources": _rounded(fifo(depth, width))})
         return out
