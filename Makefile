@@ -14,6 +14,8 @@ WEIGHTS ?=
 DATA ?=
 CSIM ?= 100
 REUSE ?=
+TARGET_FPS ?=
+SHIFT_ADD ?=
 OUT ?= build/$(MODEL)_w$(BITS)_$(BOARD)
 FORCE ?=
 PYTEST_ARGS ?=
@@ -21,7 +23,7 @@ PYTEST_ARGS ?=
 .PHONY: install hls test test-slow test-ci bitstream package report bench clean-venv help
 
 help:
-	@echo "make hls MODEL=resnet20 [BITS=4 BOARD=pynq-z2 WEIGHTS=ckpt.pth DATA=dir CSIM=100 REUSE=R OUT=dir FORCE=1]"
+	@echo "make hls MODEL=resnet20 [BITS=4 BOARD=pynq-z2 WEIGHTS=ckpt.pth DATA=dir CSIM=100 REUSE=R|TARGET_FPS=F SHIFT_ADD=1 OUT=dir FORCE=1]"
 	@echo "make test | make test-slow | make bitstream MODEL=resnet20 BOARD=pynq-z2 | make package"
 
 # The venv is (re)built only when pyproject.toml changes; the stamp keeps `make` idempotent.
@@ -36,7 +38,8 @@ install: $(VENV)/.installed
 hls: install
 	$(ADDERFLOW) make-hls --model $(MODEL) --bits $(BITS) --board $(BOARD) --csim $(CSIM) --out $(OUT) \
 		$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(DATA),--data-dir $(DATA)) \
-		$(if $(REUSE),--reuse $(REUSE)) $(if $(FORCE),--force)
+		$(if $(REUSE),--reuse $(REUSE)) $(if $(TARGET_FPS),--target-fps $(TARGET_FPS)) \
+		$(if $(SHIFT_ADD),--shift-add) $(if $(FORCE),--force)
 
 bitstream: install
 	$(ADDERFLOW) bitstream --board $(BOARD) $(OUT)

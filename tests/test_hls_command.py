@@ -86,3 +86,21 @@ def test_target_fps_uses_the_fitted_reuse_factors(tiny, capsys):
     assert f"reuse_factor = {min(fit['reuse'][rq[0].name], net.tensors[rq[0].output].shape[-1])};" in params
     rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(tiny / "fps0"), "--target-fps", "0"])
     assert rc == 1
+
+
+def test_fit_board_picks_the_fastest_design_that_fits(tiny, capsys):
+    """--fit-board (the `make hls` default): the fastest balanced design the estimate fits on the board."""
+    from flow.boards import get_board
+    from flow.qnet import load
+    from flow.report.fit import max_fps_that_fits
+
+    out = tiny / "fitboard"
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out), "--fit-board"])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    board = get_board("pynq-z2")
+    best = max_fps_that_fits(load(tiny / "qnet_in"), board, board.clock_mhz, hi_fps=100_000.0, weights_to_bram=True)
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["hls"]["target_fps_fit"]["fits"]
+    assert rep["hls"]["target_fps_fit"]["images_per_s"] == pytest.approx(best["fps"], rel=0.01)
+    assert "fastest balanced design that fits pynq-z2" in printed

@@ -42,6 +42,9 @@ def add_arguments(p):
     p.add_argument("--target-fps", type=float,
                    help="choose per-layer reuse factors for this rate on --board (estimate); --reuse-config "
                         "entries override the choice")
+    p.add_argument("--fit-board", action="store_true",
+                   help="choose the fastest balanced reuse factors that fit --board (estimate); "
+                        "ignored when --reuse or --target-fps is given")
     p.add_argument("--shift-add", action="store_true", help="constant multiplications as shift-add (zero DSP)")
     p.add_argument("--seed", type=int, default=0, help="seed for --model random / the CNN twin's weights")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -127,8 +130,11 @@ def run_adder(args, out: Path, board, clock_mhz, steps: Steps) -> dict:
     qnet, source = steps.run("quantized network", _get_qnet, args)
     qnet.save(out / "qnet")
     fit, bram_weights = None, []
-    if args.target_fps:
-        fit = _fit_reuse(qnet, board, args.target_fps, clock_mhz, args.shift_add)
+    target_fps = args.target_fps
+    if getattr(args, "fit_board", False) and not target_fps and not args.reuse:
+        target_fps = _fastest_that_fits(qnet, board, clock_mhz, args.shift_add)
+    if target_fps:
+        fit = _fit_reuse(qnet, board, target_fps, clock_mhz, args.shift_add)
         reuse_cfg = {**fit["reuse"], **(reuse_cfg or {})}
         bram_weights = list(fit["design"].get("bram_weights") or [])
     images, labels = _csim_data(args, qnet)
@@ -173,6 +179,20 @@ def run_adder(args, out: Path, board, clock_mhz, steps: Steps) -> dict:
     return {"qnet": qnet, "hls_dir": hls_dir, "csim": csim,
             "reuse": {"default": reuse, **reuse_cfg} if reuse_cfg else reuse, "extra": extra,
             "estimate_kw": {"bram_weights": bram_weights} if bram_weights else {}}
+
+
+def _fastest_that_fits(qnet, board, clock_mhz: float, shift_add: bool) -> float | None:
+    """The frame rate of the fastest balanced design that fits the board (estimate), or None."""
+    from flow.report.fit import max_fps_that_fits
+
+    best = max_fps_that_fits(qnet, board, clock_mhz, hi_fps=100_000.0, weights_to_bram=True,
+                             shift_add_all=bool(shift_add))
+    if not best.get("fps"):
+        print(f"[hls] --fit-board: no balanced design fits {board.name} (estimate); using --reuse 1", flush=True)
+        return None
+    print(f"[hls] --fit-board: fastest balanced design that fits {board.name} (estimate): "
+          f"{best['fps']:.0f} images/s", flush=True)
+    return best["fps"] * 0.999  # just under the found rate, so the fit lands on that design
 
 
 def _fit_reuse(qnet, board, target_fps: float, clock_mhz: float, shift_add: bool) -> dict:

@@ -38,7 +38,10 @@ def add_arguments(p):
     p.add_argument("--weights", help="checkpoint (.pth/.keras); default: cached official checkpoint")
     p.add_argument("--data-dir", help="folder with *train*.npz + *test*.npz, or CIFAR-10 python batches")
     p.add_argument("--csim", type=int, default=100, help="C-simulate this many test images")
-    p.add_argument("--reuse", type=int)
+    p.add_argument("--reuse", type=int, help="reuse factor of every layer (default: the fastest design that "
+                                                 "fits --board, estimated)")
+    p.add_argument("--target-fps", type=float)
+    p.add_argument("--shift-add", action="store_true", help="constant multiplications as shift-add (zero DSP)")
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true")
 
@@ -167,6 +170,12 @@ def run(args) -> int:
             "--bits", str(args.bits), "--board", args.board, "--csim", str(args.csim), "--out", str(out)]
     if args.reuse:
         argv += ["--reuse", str(args.reuse)]
+    elif args.target_fps:
+        argv += ["--target-fps", str(args.target_fps)]
+    elif args.model != "resnet20_cnn":
+        argv.append("--fit-board")
+    if args.shift_add:
+        argv.append("--shift-add")
     if args.force:
         argv.append("--force")
     say("adderflow " + " ".join(argv))
