@@ -7,11 +7,10 @@ Writes bench/results/quant_ablation.md. Usage: .venv/bin/python bench/quant_abla
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-from flow.quant.experiment import CALIB, RUNS, Experiment, markdown_table, official_resnet20
+from flow.quant.experiment import CALIB, RUNS, Experiment, markdown_table, official_resnet20_or_exit
 from flow.quant.redistribution import default_alpha
 
 PAPER = dict(method="redistribution", groups=4, alpha=0.9997, bias_correction=True)
@@ -37,10 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "quant_ablation.md"))
     args = ap.parse_args(argv)
-    loaded = official_resnet20()
-    if loaded is None:
-        print("../shared is absent: nothing to measure", file=sys.stderr)
-        return 1
+    loaded = official_resnet20_or_exit()
     graph, xtr, _, xte, yte = loaded
     xte, yte = xte[:args.limit], yte[:args.limit]
     ex = Experiment(graph, xtr[CALIB])

@@ -7,11 +7,10 @@ Writes bench/results/quant_select.md. Usage: .venv/bin/python bench/quant_select
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-from flow.quant.experiment import CALIB, RUNS, SELECT, Experiment, markdown_table, official_resnet20
+from flow.quant.experiment import CALIB, RUNS, SELECT, Experiment, markdown_table, official_resnet20_or_exit
 
 CANDIDATES = (0.9999, 0.9997, 0.999, 0.998, 0.995, 0.99, "mse")
 
@@ -24,10 +23,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cached-only", action="store_true", help="only tabulate runs already stored")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "quant_select.md"))
     args = ap.parse_args(argv)
-    loaded = official_resnet20()
-    if loaded is None:
-        print("../shared is absent: nothing to measure", file=sys.stderr)
-        return 1
+    loaded = official_resnet20_or_exit()
     graph, xtr, ytr, _, _ = loaded
     ex = Experiment(graph, xtr[CALIB])
     xs, ys = xtr[SELECT], ytr[SELECT]

@@ -9,11 +9,10 @@ Usage: .venv/bin/python bench/quant_table.py [--bits 8 6 5 4 3] [--limit N]
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-from flow.quant.experiment import CALIB, RUNS, Experiment, markdown_table, official_resnet20
+from flow.quant.experiment import CALIB, RUNS, Experiment, markdown_table, official_resnet20_or_exit
 from flow.quant.redistribution import default_alpha
 
 AUTHORS = dict(method="redistribution", groups=4, alpha=0.9997, bias_correction=False)
@@ -35,10 +34,7 @@ def main(argv=None) -> int:
     ap.add_argument("--all", action="store_true", help="also run the columns the issue leaves empty at W3A3")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "quant_table.md"))
     args = ap.parse_args(argv)
-    loaded = official_resnet20()
-    if loaded is None:
-        print("../shared is absent: nothing to measure", file=sys.stderr)
-        return 1
+    loaded = official_resnet20_or_exit()
     graph, xtr, _, xte, yte = loaded
     xte, yte = xte[:args.limit], yte[:args.limit]
     ex = Experiment(graph, xtr[CALIB])

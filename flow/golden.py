@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from flow.kernels import conv2d, sad2d_grouped
-from flow.qnet import QNet, QNetError
+from flow.qnet import QNet, QNetError, last_uses
 
 
 def rescale_activation(x: np.ndarray, mult: int, shift: int, hi: int) -> np.ndarray:
@@ -53,10 +53,7 @@ def run(net: QNet, x_int: np.ndarray, keep_all: bool = False) -> dict:
     """Execute on integer inputs (N, H, W, C). Returns {tensor name: int64 array}; only the output
     unless keep_all (intermediates are freed once their last consumer ran)."""
     env = {net.input: np.asarray(x_int, dtype=np.int64)}
-    last_use = {}
-    for i, o in enumerate(net.ops):
-        for t in o.inputs:
-            last_use[t] = i
+    last_use = last_uses(net.ops)
     for i, o in enumerate(net.ops):
         env[o.output] = run_op(net, o, env)
         if not keep_all:

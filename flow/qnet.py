@@ -158,6 +158,15 @@ class QNet:
         return self
 
 
+def last_uses(ops) -> dict:
+    """{tensor name: index of the last op reading it}, so executors can free intermediates early."""
+    last = {}
+    for i, o in enumerate(ops):
+        for t in o.inputs:
+            last[t] = i
+    return last
+
+
 def load(directory) -> QNet:
     d = Path(directory)
     jp, npz = d / QNET_JSON, d / QNET_NPZ

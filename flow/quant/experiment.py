@@ -139,6 +139,14 @@ def official_resnet20(shared=None):
     return from_resnet20_state_dict(sd), tr["x"], tr["y"].astype(np.int64), te["x"], te["y"].astype(np.int64)
 
 
+def official_resnet20_or_exit():
+    """official_resnet20() for the benches: without ../shared there is nothing to measure (exit 1)."""
+    loaded = official_resnet20()
+    if loaded is None:
+        raise SystemExit("../shared is absent: nothing to measure")
+    return loaded
+
+
 def markdown_table(header: list, rows: list) -> str:
     out = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "---|" * len(header)]
     for r in rows:

@@ -16,6 +16,7 @@ import numpy as np
 
 from flow.errors import AdderFlowError
 from flow.kernels import adder2d_float, conv2d
+from flow.qnet import last_uses
 
 BN_EPS = 1e-5
 
@@ -244,10 +245,7 @@ def recalibrate_bn(graph: FloatGraph, images_uint8: np.ndarray) -> FloatGraph:
 def run(graph: FloatGraph, x: np.ndarray, observe=None) -> np.ndarray:
     """Float forward pass on normalised inputs; `observe(op, inputs, output)` sees every op."""
     env = {graph.input: np.asarray(x, dtype=np.float32)}
-    last = {}
-    for i, o in enumerate(graph.ops):
-        for t in o.inputs:
-            last[t] = i
+    last = last_uses(graph.ops)
     for i, o in enumerate(graph.ops):
         env[o.output] = run_float_op(o, env)
         if observe is not None:
