@@ -1,5 +1,7 @@
-// AdderFlow integer stream layers for hls4ml (io_stream): adder (SAD) and integer convolutions on a
-// line buffer, fused BN+ReLU+requantisation (+ residual add), global sum pooling, integer dense.
+// AdderFlow integer stream layers for hls4ml (io_stream): adder (SAD) and integer convolutions on
+// hls4ml's line buffer, BN+ReLU+requantisation (+ residual add) fused into them, global sum pooling,
+// integer dense. The rules these templates follow, each with its UG1399 section, are in README.md
+// beside this file; flow/hls/schedule.py is the one definition of every constant the configs carry.
 //
 // Semantics are those of flow/qnet.py, bit for bit:
 //   adder2d  acc[c] = sum_{u,v,ci} | a_{g(c)}[i*s+u, j*s+v, ci] - W[u,v,ci,c] |   (zero padding)
@@ -9,48 +11,45 @@
 //   pool     acc[c] = sum_{i,j} x[i,j,c]
 //   dense    acc[c] = sum_ci x[ci] * W[ci][c]
 //
-// Schedule (what the estimator models): a window layer visits every position of the zero-padded
-// input once, writing the pixel (n_groups x n_chan lanes, one stream read where the position is inside
-// the image) into its line buffer, about one cycle per position; where a strided window completes it
-// produces one output pixel (all n_filt channels) in reuse_factor cycles: the PE loop (SadReuse /
-// MacReuse / DenseReuse) is pipelined at II=1 over reuse_factor iterations with
-// block_factor = ceil(KH*KW*Cin*Cout / reuse_factor) parallel SAD (or MAC) lanes, i.e. II = reuse_factor
-// per output pixel; each SAD lane adds into its filter's per-cycle partial sum (psum_t, typed by its
-// bound), added once per cycle into the accumulator. Cycles per image ~ Hp*Wp + Ho*Wo*(reuse_factor +
-// pipeline depth). A requant handles one pixel per reuse_factor cycles with ceil(C/reuse_factor) lanes
-// (reuse_factor 1: C lanes, one pixel per cycle); pool one pixel per cycle. The top is a DATAFLOW region
-// of streams, FIFO depths from flow.hls.stream_depths (2; residual-join inputs sized to the branch lag).
+// Every process loops over the n_images of one call, so images overlap in the DATAFLOW region and the
+// slowest process's per-image cycle count is the interval (UG1399 "Dataflow", task-level pipelining).
+// There is ONE code path: C simulation runs exactly what synthesis compiles.
 #ifndef NNET_ADDER_STREAM_H_
 #define NNET_ADDER_STREAM_H_
 
 #include "ap_int.h"
+#include "ap_shift_reg.h"
 #include "hls_stream.h"
 #include "nnet_common.h"
+#include "nnet_conv_stream.h" // hls4ml's line buffer: shift_line_buffer / kernel_shift_2d
 #include "nnet_types.h"
 
 namespace nnet {
 
-struct window_config {
-    static const unsigned in_height = 1, in_width = 1, n_chan = 1;
-    static const unsigned out_height = 1, out_width = 1, n_filt = 1;
-    static const unsigned filt_height = 1, filt_width = 1, stride = 1;
-    static const unsigned pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
-    static const unsigned n_groups = 1, reuse_factor = 1, n_terms = 1, block_factor = 1, win_size = 1;
-    static const unsigned csd_terms = 0; // > 0: constant multiplications as shift-add (CSD) terms
-    typedef ap_uint<8> act_t;
-    typedef ap_int<9> weight_t;
-    typedef ap_int<10> diff_t;
-    typedef ap_uint<32> accum_t;
-    static const unsigned n_slots = 1; // filters one SAD cycle touches: min(block_factor, n_filt / gcd(n_filt, RF))
-    typedef ap_uint<32> psum_t; // a filter's per-cycle SAD partial sum (bounded by terms per cycle x max |a - w|)
-    typedef ap_int<16> gmult_t;
-    typedef ap_uint<5> gshift_t;
+// The PE helpers are always inlined: HLS inlines them anyway (#pragma HLS INLINE), and g++ otherwise
+// keeps the recursive adder tree as calls, which makes C simulation several times slower.
+#define ADDER_INLINE __attribute__((always_inline)) inline
+
+// ceil(log2(n)), at compile time (C++11)
+template <unsigned N> struct adder_clog2 {
+    static const unsigned value = 1 + adder_clog2<(N + 1) / 2>::value;
 };
+template <> struct adder_clog2<1> { static const unsigned value = 0; };
+template <> struct adder_clog2<0> { static const unsigned value = 0; };
+
+// Stand-ins for the tables a layer does not have (no shift-add, no fused requant, no input groups):
+// one element each, never read (the reads are behind compile-time-false conditions).
+static const ap_uint<8> no_exps[1] = {0};
+static const ap_int<2> no_signs[1] = {0};
+static const ap_int<2> no_gmult[1] = {0};
+static const ap_uint<1> no_gshift[1] = {0};
 
 // ---- constant multiplication: plain product, or a sum of signed powers of two (no DSP) -----------
-// exps/signs hold csd_terms entries per constant; sign 0 marks an unused term.
-template <class R, unsigned T, class X, class V, class E, class S>
-inline R const_mult(X x, V value, const E *exps, const S *signs) {
+// exps/signs hold T entries for this constant, T_STRIDE apart (the tables are term-major, so that one
+// ARRAY_RESHAPE word at a reuse-cycle address holds every lane's terms); sign 0 marks an unused term.
+// Exponents are unsigned: a shift by a negative amount is undefined in C++ and in the RTL.
+template <class R, unsigned T, unsigned T_STRIDE, class X, class V, class E, class S>
+ADDER_INLINE R const_mult(X x, V value, const E *exps, const S *signs) {
     #pragma HLS INLINE
     if (T == 0) {
         return (R)x * (R)value;
@@ -59,10 +58,10 @@ inline R const_mult(X x, V value, const E *exps, const S *signs) {
 ShiftAdd:
     for (unsigned t = 0; t < T; t++) {
         #pragma HLS UNROLL
-        R term = ((R)x) << exps[t];
-        if (signs[t] > 0) {
+        R term = ((R)x) << exps[t * T_STRIDE];
+        if (signs[t * T_STRIDE] > 0) {
             acc += term;
-        } else if (signs[t] < 0) {
+        } else if (signs[t * T_STRIDE] < 0) {
             acc -= term;
         }
     }
@@ -70,123 +69,127 @@ ShiftAdd:
 }
 
 // ---- the adder PE: sum of absolute differences, add / subtract / compare / negate only -----------
-// |a - w| on the narrowest exact difference type, added into a partial sum typed by its bound.
-template <class act_T, class weight_T, class diff_T, class accum_T>
-inline void sad_accumulate(accum_T &acc, act_T a, weight_T w) {
-    #pragma HLS INLINE
-    diff_T d = (diff_T)a - (diff_T)w;
-    acc += (d < 0) ? (diff_T)(-d) : d;
-}
+// N unsigned terms of W bits summed as a balanced tree; every node is typed by its own bound
+// (W + ceil(log2 n) bits for n terms), so no adder is wider than its operands need.
+template <unsigned N, unsigned W, unsigned OFF> struct sad_tree {
+    static const unsigned HALF = N / 2;
+    typedef ap_uint<W + adder_clog2<N>::value> sum_t;
+    template <class T> ADDER_INLINE static sum_t sum(const T x[]) {
+        #pragma HLS INLINE
+        sum_t s = sad_tree<HALF, W, OFF>::sum(x); // compound adds: the same adder, 2x faster in C simulation
+        s += sad_tree<N - HALF, W, OFF + HALF>::sum(x);
+        return s;
+    }
+};
+template <unsigned W, unsigned OFF> struct sad_tree<1, W, OFF> {
+    typedef ap_uint<W> sum_t;
+    template <class T> ADDER_INLINE static sum_t sum(const T x[]) {
+        #pragma HLS INLINE
+        return x[OFF];
+    }
+};
 
-// One cycle r of the SAD schedule (II=1): block_factor lanes, lane b on term idx = r + b*RF (filter
-// idx % F, tap idx / F). Lanes b = j (mod n_slots) always hit the same filter (n_slots = filters touched
-// per cycle = min(block_factor, F / gcd(F, RF))), so they sum into slot j's partial sum (psum_t, typed by
-// its bound) with no lane-to-filter multiplexer; then ONE add per slot into the accumulator of filter
-// (r + j*RF) % F (all cleared at r == 0): the loop-carried path is a single add.
+// One reuse cycle r of the SAD kernel (hls4ml's dense_resource rule, RF | n_in): lane (f, m) is wired to
+// filter f and, in cycle r, to tap k = m*RF + r; its weight is word r, field f*M + m of the reshaped
+// ROM. The filter of a lane and its input group are compile-time constants (CONFIG_T::group_of is a
+// constexpr table), so there is no runtime %, / or accumulator index: each accumulator has exactly one
+// adder, fed by the bound-typed tree of its M lanes.
 template <typename CONFIG_T>
-inline void sad_step(typename CONFIG_T::act_t win[CONFIG_T::n_groups][CONFIG_T::win_size],
-                     const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms],
-                     const ap_uint<8> group_ids[CONFIG_T::n_filt], typename CONFIG_T::accum_t acc[CONFIG_T::n_filt],
-                     unsigned r) {
+ADDER_INLINE void sad_cycle(const typename CONFIG_T::act_t win[CONFIG_T::n_groups][CONFIG_T::n_in],
+                      const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms],
+                      typename CONFIG_T::accum_t acc[CONFIG_T::n_filt], unsigned r) {
     #pragma HLS INLINE
-    const unsigned F = CONFIG_T::n_filt, D = CONFIG_T::n_slots;
-    typename CONFIG_T::psum_t psum[D];
-    #pragma HLS ARRAY_PARTITION variable=psum complete
-SadPsumInit:
-    for (unsigned j = 0; j < D; j++) {
+    const unsigned M = CONFIG_T::lanes_per_filter, RF = CONFIG_T::reuse_factor;
+SadFilters:
+    for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
         #pragma HLS UNROLL
-        psum[j] = 0;
-    }
-    unsigned idx = r;
-SadLanes:
-    for (unsigned b = 0; b < CONFIG_T::block_factor; b++) {
-        #pragma HLS UNROLL
-        if (idx < CONFIG_T::n_terms) {
-            sad_accumulate<typename CONFIG_T::act_t, typename CONFIG_T::weight_t, typename CONFIG_T::diff_t,
-                           typename CONFIG_T::psum_t>(psum[b % D], win[group_ids[idx % F]][idx / F], weights[idx]);
+        const unsigned g = CONFIG_T::group_of(f);
+        typename CONFIG_T::term_t term[M];
+        #pragma HLS ARRAY_PARTITION variable=term complete
+    SadLanes:
+        for (unsigned m = 0; m < M; m++) {
+            #pragma HLS UNROLL
+            const unsigned k = m * RF + r;
+            // a - w is exact in diff_t (schedule.sad_widths); |d| fits term_t
+            const typename CONFIG_T::diff_t d = win[g][k].to_int() - weights[f * CONFIG_T::n_in + k].to_int();
+            term[m] = (d < 0) ? -d.to_int() : d.to_int();
         }
-        idx += CONFIG_T::reuse_factor;
-    }
-SadClear:
-    for (unsigned f = 0; f < F; f++) {
-        #pragma HLS UNROLL
-        if (r == 0) {
-            acc[f] = 0;
-        }
-    }
-    unsigned f = r % F;
-SadAccumulate:
-    for (unsigned j = 0; j < D; j++) {
-        #pragma HLS UNROLL
-        acc[f] += psum[j];
-        f += CONFIG_T::reuse_factor % F;
-        if (f >= F) {
-            f -= F;
-        }
+        typename CONFIG_T::psum_t psum = sad_tree<M, CONFIG_T::term_bits, 0>::sum(term);
+        acc[f] = (r == 0) ? (typename CONFIG_T::accum_t)psum : (typename CONFIG_T::accum_t)(acc[f] + psum);
     }
 }
 
-// One output pixel for C simulation: the same terms on the same types, filter-major (integer sums do not
-// depend on order); about 15x faster on a CPU than the schedule. Define ADDERFLOW_SCHEDULED_PE to
-// C-simulate the synthesised schedule (window_stream's flattened loop of sad_step) instead.
-template <typename CONFIG_T>
-void sad_pixel(typename CONFIG_T::act_t win[CONFIG_T::n_groups][CONFIG_T::win_size],
-               const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_uint<8> group_ids[CONFIG_T::n_filt],
-               typename CONFIG_T::accum_t acc[CONFIG_T::n_filt]) {
-    const unsigned F = CONFIG_T::n_filt;
-SadCsimFilters:
-    for (unsigned f = 0; f < F; f++) {
-        long long a = 0; // exact: the declared accumulator width bounds every partial sum of |.| terms
-        unsigned idx = f;
-        const unsigned g = group_ids[f];
-    SadCsimTerms:
-        for (unsigned k = 0; k < CONFIG_T::win_size; k++) {
-            long long d = (long long)win[g][k].to_int64() - (long long)weights[idx].to_int64();
-            a += (d < 0) ? -d : d;
-            idx += F;
-        }
-        acc[f] = a;
-    }
-}
-
-// One cycle r of the MAC schedule (multiply-accumulate; or shift-add when csd_terms), as sad_step.
-template <typename CONFIG_T>
-inline void mac_step(typename CONFIG_T::act_t win[1][CONFIG_T::win_size],
-                     const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_int<8> *w_exps,
-                     const ap_int<2> *w_signs, typename CONFIG_T::accum_t acc[CONFIG_T::n_filt], unsigned r) {
+// The same lane rule for the integer MAC (first convolution, dense): a product (or CSD shift-add with
+// the lane's term-major exponent table) per lane, summed per filter.
+template <typename CONFIG_T, class x_T>
+ADDER_INLINE void mac_cycle(const x_T *x, const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_uint<8> *w_exps,
+                      const ap_int<2> *w_signs, typename CONFIG_T::accum_t acc[CONFIG_T::n_filt], unsigned r) {
     #pragma HLS INLINE
-    const unsigned F = CONFIG_T::n_filt;
-MacClear:
-    for (unsigned f = 0; f < F; f++) {
+    const unsigned M = CONFIG_T::lanes_per_filter, RF = CONFIG_T::reuse_factor;
+MacFilters:
+    for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
         #pragma HLS UNROLL
-        if (r == 0) {
-            acc[f] = 0;
+        typename CONFIG_T::accum_t psum = 0;
+    MacLanes:
+        for (unsigned m = 0; m < M; m++) {
+            #pragma HLS UNROLL
+            const unsigned k = m * RF + r;
+            const unsigned i = f * CONFIG_T::n_in + k;
+            psum += const_mult<typename CONFIG_T::accum_t, CONFIG_T::csd_terms, CONFIG_T::n_terms>(
+                x[k], weights[i], w_exps + i, w_signs + i);
         }
-    }
-    unsigned idx = r;
-MacLanes:
-    for (unsigned b = 0; b < CONFIG_T::block_factor; b++) {
-        #pragma HLS UNROLL
-        if (idx < CONFIG_T::n_terms) {
-            unsigned f = idx % F;
-            unsigned k = idx / F;
-            acc[f] += const_mult<typename CONFIG_T::accum_t, CONFIG_T::csd_terms>(
-                win[0][k], weights[idx], w_exps + idx * CONFIG_T::csd_terms, w_signs + idx * CONFIG_T::csd_terms);
-        }
-        idx += CONFIG_T::reuse_factor;
+        acc[f] = (r == 0) ? psum : (typename CONFIG_T::accum_t)(acc[f] + psum);
     }
 }
 
-// Per-group input rescale of one activation (identity where the group multiplier is 0).
+// ---- requantisation (fused into the producing layer, or a process of its own) --------------------
+// v = bias + sum_k in_k * mult_k on sum_t (the exact width: flow/hls/schedule.py requant_sum_bits),
+// round half up, saturate.
+template <typename RQ_T> ADDER_INLINE typename RQ_T::out_elem_t requant_round_clip(typename RQ_T::sum_t v) {
+    #pragma HLS INLINE
+    if (RQ_T::shift > 0) {
+        v += ((typename RQ_T::sum_t)1) << (RQ_T::shift - 1);
+    }
+    v = v >> RQ_T::shift; // arithmetic: floor division, so the rounding is half-up
+    if (v < RQ_T::out_lo) {
+        v = RQ_T::out_lo;
+    } else if (v > RQ_T::out_hi) {
+        v = RQ_T::out_hi;
+    }
+    return (typename RQ_T::out_elem_t)v;
+}
+
+// Requant cycle q of R: lane b handles channel c = b*R + q (fixed lane, channel block by cycle), so a
+// lane's operands are an R:1 selection and its constants word q of the reshaped tables.
+template <typename RQ_T, class acc_T, class x2_T, class res_T>
+ADDER_INLINE void requant_cycle(const acc_T &acc, const x2_T &x2, unsigned q, res_T &out, const typename RQ_T::mult_t *mult,
+                          const typename RQ_T::bias_t *bias, const ap_uint<8> *exps, const ap_int<2> *signs) {
+    #pragma HLS INLINE
+    const unsigned R = RQ_T::rq_reuse, C = RQ_T::rq_chan, N = RQ_T::n_inputs * C;
+RequantLanes:
+    for (unsigned b = 0; b < RQ_T::rq_lanes; b++) {
+        #pragma HLS UNROLL
+        const unsigned c = b * R + q;
+        typename RQ_T::sum_t v = bias[c];
+        v += const_mult<typename RQ_T::sum_t, RQ_T::rq_csd_terms, N>(acc[c], mult[c], exps + c, signs + c);
+        if (RQ_T::n_inputs > 1) {
+            v += const_mult<typename RQ_T::sum_t, RQ_T::rq_csd_terms, N>(x2[c], mult[C + c], exps + C + c,
+                                                                         signs + C + c);
+        }
+        out[c] = requant_round_clip<RQ_T>(v);
+    }
+}
+
+// ---- per-group input rescale of one activation (identity where the group multiplier is 0) --------
 template <typename CONFIG_T, class in_T>
-inline typename CONFIG_T::act_t rescale_activation(in_T x, typename CONFIG_T::gmult_t m, typename CONFIG_T::gshift_t s,
-                                                   const ap_int<8> *exps, const ap_int<2> *signs) {
+ADDER_INLINE typename CONFIG_T::act_t rescale_activation(in_T x, typename CONFIG_T::gmult_t m, typename CONFIG_T::gshift_t s,
+                                                   const ap_uint<8> *exps, const ap_int<2> *signs) {
     #pragma HLS INLINE
     typedef typename CONFIG_T::gprod_t prod_t;
     if (m == 0) {
         return (typename CONFIG_T::act_t)x;
     }
-    prod_t v = const_mult<prod_t, CONFIG_T::csd_terms>(x, m, exps, signs);
+    prod_t v = const_mult<prod_t, CONFIG_T::g_csd_terms, CONFIG_T::n_groups>(x, m, exps, signs);
     if (s > 0) {
         v += ((prod_t)1) << (s - 1);
     }
@@ -200,16 +203,22 @@ inline typename CONFIG_T::act_t rescale_activation(in_T x, typename CONFIG_T::gm
     return (typename CONFIG_T::act_t)v;
 }
 
-// ---- line-buffer window engine -------------------------------------------------------------------
-// Walks the zero-padded input in raster order, reading one pixel per padded position inside the image,
-// storing n_groups rescaled versions in a filt_height-row circular buffer; whenever a strided window is
-// complete it gathers the window and computes one output pixel in reuse_factor cycles. Synthesis gets
-// ONE flattened pipelined loop (II=1) of HP*WP position steps + Ho*Wo*reuse_factor PE steps.
+// ---- the window layer ----------------------------------------------------------------------------
+// hls4ml's io_stream structure (nnet_conv_stream.h): per input group, (KH-1) ap_shift_reg line buffers
+// of the padded width per channel and a KH x KW x C shift-register window (shift_line_buffer), fed one
+// padded position per cycle; padding positions shift in zeros without reading the stream.
+// Schedule, per image, one flattened loop at II=1 (UG1399 "pipeline", "loop flatten"):
+//   HP*WP walker steps (one padded position each) + Ho*Wo*RF kernel cycles (+ rq_reuse drain cycles).
+// A walker step that completes a strided window starts the kernel; the walker waits while the kernel
+// runs (so the window registers need no second copy), i.e. an output needs exactly the input pixels
+// its window covers (what flow/hls/schedule.py's FIFO analysis assumes). When the requantisation is
+// fused, the finished accumulators are latched and requantised over rq_reuse <= RF cycles while the
+// kernel computes the next pixel; a residual input is read as that requantisation starts.
 struct window_walk {
-    unsigned ip, jp, slot, row_phase, col_phase; // padded position, its line-buffer row, stride phases
+    unsigned ip, jp, row_phase, col_phase; // padded position and the stride phases
 };
 
-template <typename CONFIG_T> inline void window_advance(window_walk &w) {
+template <typename CONFIG_T> ADDER_INLINE void window_advance(window_walk &w) {
     #pragma HLS INLINE
     const unsigned KH = CONFIG_T::filt_height, KW = CONFIG_T::filt_width;
     const unsigned WP = CONFIG_T::in_width + CONFIG_T::pad_left + CONFIG_T::pad_right;
@@ -222,336 +231,358 @@ template <typename CONFIG_T> inline void window_advance(window_walk &w) {
         if (w.ip + 1 >= KH) {
             w.row_phase = (w.row_phase + 1 == CONFIG_T::stride) ? 0 : w.row_phase + 1;
         }
-        w.slot = (w.slot + 1 == KH) ? 0 : w.slot + 1;
         w.ip++;
     } else {
         w.jp++;
     }
 }
 
-// One padded position: its pixel (zero in the padding) into the line buffer; true, with the window
-// gathered into win[g][(u*KW + v)*C + c], where a strided window completes.
+// The line buffer's view of one input group: the config hls4ml's shift_line_buffer reads.
+template <typename CONFIG_T> struct line_buffer_config {
+    static const unsigned in_width = CONFIG_T::in_width + CONFIG_T::pad_left + CONFIG_T::pad_right;
+    static const unsigned filt_height = CONFIG_T::filt_height;
+    static const unsigned filt_width = CONFIG_T::filt_width;
+    static const unsigned n_chan = CONFIG_T::n_chan;
+};
+
+template <typename CONFIG_T> struct window_types {
+    typedef nnet::array<typename CONFIG_T::act_t, CONFIG_T::n_chan> column_t;
+    typedef ap_shift_reg<typename CONFIG_T::act_t, line_buffer_config<CONFIG_T>::in_width> row_t;
+};
+
+// One walker step: the pixel at padded position w (zero in the padding) into every group's line buffer
+// and window; true where a strided window is complete.
 template <class data_T, typename CONFIG_T, bool IS_ADDER>
-inline bool window_position(hls::stream<data_T> &data, const window_walk &w,
-                            typename CONFIG_T::act_t lbuf[CONFIG_T::n_groups][CONFIG_T::filt_height]
-                                                         [CONFIG_T::in_width + CONFIG_T::pad_left + CONFIG_T::pad_right]
-                                                         [CONFIG_T::n_chan],
-                            typename CONFIG_T::act_t win[CONFIG_T::n_groups][CONFIG_T::win_size],
-                            const typename CONFIG_T::gmult_t *gmult, const typename CONFIG_T::gshift_t *gshift,
-                            const ap_int<8> *exps, const ap_int<2> *signs) {
+ADDER_INLINE bool window_step(hls::stream<data_T> &data, const window_walk &w,
+                        typename window_types<CONFIG_T>::row_t lbuf[CONFIG_T::n_groups][CONFIG_T::filt_height > 1
+                                                                                            ? CONFIG_T::filt_height - 1
+                                                                                            : 1][CONFIG_T::n_chan],
+                        typename CONFIG_T::act_t win[CONFIG_T::n_groups][CONFIG_T::n_in],
+                        const typename CONFIG_T::gmult_t *gmult, const typename CONFIG_T::gshift_t *gshift,
+                        const ap_uint<8> *g_exps, const ap_int<2> *g_signs) {
     #pragma HLS INLINE
-    const unsigned KH = CONFIG_T::filt_height, KW = CONFIG_T::filt_width, C = CONFIG_T::n_chan;
-    const unsigned G = CONFIG_T::n_groups;
-    bool inside = w.ip >= CONFIG_T::pad_top && w.ip < CONFIG_T::pad_top + CONFIG_T::in_height &&
-                  w.jp >= CONFIG_T::pad_left && w.jp < CONFIG_T::pad_left + CONFIG_T::in_width;
+    const bool inside = w.ip >= CONFIG_T::pad_top && w.ip < CONFIG_T::pad_top + CONFIG_T::in_height &&
+                        w.jp >= CONFIG_T::pad_left && w.jp < CONFIG_T::pad_left + CONFIG_T::in_width;
     data_T px;
     if (inside) {
         px = data.read();
     }
-Insert:
-    for (unsigned c = 0; c < C; c++) {
+WindowGroups:
+    for (unsigned g = 0; g < CONFIG_T::n_groups; g++) {
         #pragma HLS UNROLL
-        for (unsigned g = 0; g < G; g++) {
+        typename window_types<CONFIG_T>::column_t col;
+    WindowRescale:
+        for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
             #pragma HLS UNROLL
             typename CONFIG_T::act_t a = 0;
             if (inside) {
                 if (IS_ADDER) {
-                    a = rescale_activation<CONFIG_T>(px[c], gmult[g], gshift[g], exps + g * CONFIG_T::csd_terms,
-                                                     signs + g * CONFIG_T::csd_terms);
+                    a = rescale_activation<CONFIG_T>(px[c], gmult[g], gshift[g], g_exps + g, g_signs + g);
                 } else {
                     a = px[c];
                 }
             }
-            lbuf[g][w.slot][w.jp][c] = a;
+            col[c] = a;
         }
+        nnet::shift_line_buffer<typename window_types<CONFIG_T>::column_t, line_buffer_config<CONFIG_T> >(
+            col, lbuf[g], win[g]);
     }
-    bool row_ready = w.ip + 1 >= KH && w.row_phase == 0;
-    bool col_ready = w.jp + 1 >= KW && w.col_phase == 0;
-    if (!(row_ready && col_ready)) {
-        return false;
-    }
-Gather: // all K*K*C*G taps at once (lbuf partitioned on groups, rows, channels; cyclic on columns)
-    for (unsigned u = 0; u < KH; u++) {
-        #pragma HLS UNROLL
-        unsigned s = w.slot + 1 + u; // slot of padded row ip - KH + 1 + u (circular)
-        if (s >= KH) {
-            s -= KH;
-        }
-        for (unsigned v = 0; v < KW; v++) {
-            #pragma HLS UNROLL
-            for (unsigned c = 0; c < C; c++) {
-                #pragma HLS UNROLL
-                for (unsigned g = 0; g < G; g++) {
-                    #pragma HLS UNROLL
-                    win[g][(u * KW + v) * C + c] = lbuf[g][s][w.jp + 1 - KW + v][c];
-                }
-            }
-        }
-    }
-    return true;
+    const bool row_ready = w.ip + 1 >= CONFIG_T::filt_height && w.row_phase == 0;
+    const bool col_ready = w.jp + 1 >= CONFIG_T::filt_width && w.col_phase == 0;
+    return row_ready && col_ready;
 }
 
-template <class res_T, typename CONFIG_T>
-inline void window_emit(hls::stream<res_T> &res, typename CONFIG_T::accum_t acc[CONFIG_T::n_filt]) {
-    #pragma HLS INLINE
-    res_T out;
-    PRAGMA_DATA_PACK(out)
-Emit:
-    for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
-        #pragma HLS UNROLL
-        out[f] = acc[f];
-    }
-    res.write(out);
-}
+// The requant fused into a window layer: RQ_T is the layer config itself (rq_* fields).
+template <class data_T, class x2_T, class res_T, typename CONFIG_T, bool IS_ADDER>
+void window_stream(hls::stream<data_T> &data, hls::stream<x2_T> &shortcut, hls::stream<res_T> &res,
+                   const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms],
+                   const typename CONFIG_T::gmult_t gmult[CONFIG_T::n_groups],
+                   const typename CONFIG_T::gshift_t gshift[CONFIG_T::n_groups],
+                   const ap_uint<8> g_exps[CONFIG_T::g_table_size], const ap_int<2> g_signs[CONFIG_T::g_table_size],
+                   const ap_uint<8> w_exps[CONFIG_T::w_table_size], const ap_int<2> w_signs[CONFIG_T::w_table_size],
+                   const typename CONFIG_T::mult_t rq_mult[CONFIG_T::rq_mult_size],
+                   const typename CONFIG_T::bias_t rq_bias[CONFIG_T::rq_bias_size],
+                   const ap_uint<8> rq_exps[CONFIG_T::rq_table_size], const ap_int<2> rq_signs[CONFIG_T::rq_table_size],
+                   unsigned n_images) {
+    static_assert(!CONFIG_T::fused || CONFIG_T::rq_reuse <= CONFIG_T::reuse_factor,
+                  "a fused requant must finish within one kernel run (rq_reuse <= reuse_factor)");
+    static_assert(CONFIG_T::n_in % CONFIG_T::reuse_factor == 0, "reuse_factor must divide n_in (schedule.py)");
 
-template <class data_T, class res_T, typename CONFIG_T, bool IS_ADDER>
-void window_stream(hls::stream<data_T> &data, hls::stream<res_T> &res,
-                   const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_uint<8> *group_ids,
-                   const typename CONFIG_T::gmult_t *gmult, const typename CONFIG_T::gshift_t *gshift,
-                   const ap_int<8> *exps, const ap_int<2> *signs) {
-    const unsigned KH = CONFIG_T::filt_height, C = CONFIG_T::n_chan, G = CONFIG_T::n_groups;
+    const unsigned KH = CONFIG_T::filt_height, G = CONFIG_T::n_groups, RF = CONFIG_T::reuse_factor;
+    const unsigned R = CONFIG_T::rq_reuse;
     const unsigned HP = CONFIG_T::in_height + CONFIG_T::pad_top + CONFIG_T::pad_bottom;
     const unsigned WP = CONFIG_T::in_width + CONFIG_T::pad_left + CONFIG_T::pad_right;
-    typename CONFIG_T::act_t lbuf[G][KH][WP][C];
-    #pragma HLS ARRAY_PARTITION variable=lbuf complete dim=1
-    #pragma HLS ARRAY_PARTITION variable=lbuf complete dim=2
-    #pragma HLS ARRAY_PARTITION variable=lbuf complete dim=4
-    // a window reads KW adjacent columns of every row at once: KW column banks, one read port each
-    #pragma HLS ARRAY_PARTITION variable=lbuf cyclic factor=CONFIG_T::filt_width dim=3
-    typename CONFIG_T::act_t win[G][CONFIG_T::win_size];
+    const unsigned STEPS = HP * WP + CONFIG_T::out_height * CONFIG_T::out_width * RF + (CONFIG_T::fused ? R : 0);
+    // weights: RF words of (n_filt * lanes_per_filter) lanes (hls4ml's resource-strategy layout)
+    #pragma HLS ARRAY_RESHAPE variable=weights block factor=CONFIG_T::block_factor
+    #pragma HLS ARRAY_RESHAPE variable=w_exps block factor=CONFIG_T::w_table_factor
+    #pragma HLS ARRAY_RESHAPE variable=w_signs block factor=CONFIG_T::w_table_factor
+    // requant constants: R words of rq_lanes lanes (per input), complete where R == 1
+    #pragma HLS ARRAY_RESHAPE variable=rq_mult block factor=CONFIG_T::rq_mult_factor
+    #pragma HLS ARRAY_RESHAPE variable=rq_bias block factor=CONFIG_T::rq_lanes
+    #pragma HLS ARRAY_RESHAPE variable=rq_exps block factor=CONFIG_T::rq_table_factor
+    #pragma HLS ARRAY_RESHAPE variable=rq_signs block factor=CONFIG_T::rq_table_factor
+    #pragma HLS ARRAY_PARTITION variable=gmult complete
+    #pragma HLS ARRAY_PARTITION variable=gshift complete
+    #pragma HLS ARRAY_PARTITION variable=g_exps complete
+    #pragma HLS ARRAY_PARTITION variable=g_signs complete
+    typename window_types<CONFIG_T>::row_t lbuf[G][KH > 1 ? KH - 1 : 1][CONFIG_T::n_chan];
+    #pragma HLS ARRAY_PARTITION variable=lbuf complete dim=0
+    typename CONFIG_T::act_t win[G][CONFIG_T::n_in];
     #pragma HLS ARRAY_PARTITION variable=win complete dim=0
     typename CONFIG_T::accum_t acc[CONFIG_T::n_filt];
     #pragma HLS ARRAY_PARTITION variable=acc complete
-    window_walk w = {0, 0, 0, 0, 0};
-#if !defined(__SYNTHESIS__) && !defined(ADDERFLOW_SCHEDULED_PE)
-    // C simulation: position by position, each output pixel in one call (sad_pixel's fast path)
-WindowPositions:
-    for (unsigned t = 0; t < HP * WP; t++) {
-        if (window_position<data_T, CONFIG_T, IS_ADDER>(data, w, lbuf, win, gmult, gshift, exps, signs)) {
-            if (IS_ADDER) {
-                sad_pixel<CONFIG_T>(win, weights, group_ids, acc);
-            } else {
-                for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
-                    mac_step<CONFIG_T>(win, weights, exps, signs, acc, r);
+    typename CONFIG_T::accum_t done[CONFIG_T::n_filt]; // finished accumulators under requantisation
+    #pragma HLS ARRAY_PARTITION variable=done complete
+    x2_T x2;
+    res_T out;
+    PRAGMA_DATA_PACK(out)
+Images:
+    for (unsigned img = 0; img < n_images; img++) {
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=1
+        window_walk w = {0, 0, 0, 0};
+        bool busy = false, rq_busy = false; // kernel running / requantisation running
+        unsigned r = 0, q = 0;
+    WindowSteps:
+        for (unsigned t = 0; t < STEPS; t++) {
+            #pragma HLS PIPELINE II=1
+            if (CONFIG_T::fused && rq_busy) {
+                requant_cycle<CONFIG_T>(done, x2, q, out, rq_mult, rq_bias, rq_exps, rq_signs);
+                if (q == R - 1) {
+                    res.write(out);
+                    rq_busy = false;
+                } else {
+                    q++;
                 }
             }
-            window_emit<res_T, CONFIG_T>(res, acc);
-        }
-        window_advance<CONFIG_T>(w);
-    }
-#else
-    #pragma HLS ARRAY_RESHAPE variable=weights block factor=CONFIG_T::block_factor
-    const unsigned RF = CONFIG_T::reuse_factor;
-    bool busy = false; // a gathered window is in the PE
-    unsigned r = 0;
-WindowSteps:
-    for (unsigned t = 0; t < HP * WP + CONFIG_T::out_height * CONFIG_T::out_width * RF; t++) {
-        #pragma HLS PIPELINE II=1
-        if (!busy) {
-            busy = window_position<data_T, CONFIG_T, IS_ADDER>(data, w, lbuf, win, gmult, gshift, exps, signs);
-            r = 0;
-            window_advance<CONFIG_T>(w);
-        } else {
-            if (IS_ADDER) {
-                sad_step<CONFIG_T>(win, weights, group_ids, acc, r);
-            } else {
-                mac_step<CONFIG_T>(win, weights, exps, signs, acc, r);
+            if (busy) {
+                if (IS_ADDER) {
+                    sad_cycle<CONFIG_T>(win, weights, acc, r);
+                } else {
+                    mac_cycle<CONFIG_T>(win[0], weights, w_exps, w_signs, acc, r);
+                }
+                if (r == RF - 1) {
+                    busy = false;
+                    if (CONFIG_T::fused) {
+                    Latch:
+                        for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
+                            #pragma HLS UNROLL
+                            done[f] = acc[f];
+                        }
+                        if (CONFIG_T::n_inputs > 1) {
+                            x2 = shortcut.read();
+                        }
+                        rq_busy = true;
+                        q = 0;
+                    } else {
+                    Emit:
+                        for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
+                            #pragma HLS UNROLL
+                            out[f] = acc[f];
+                        }
+                        res.write(out);
+                    }
+                } else {
+                    r++;
+                }
+            } else if (w.ip < HP) {
+                busy = window_step<data_T, CONFIG_T, IS_ADDER>(data, w, lbuf, win, gmult, gshift, g_exps, g_signs);
+                r = 0;
+                window_advance<CONFIG_T>(w);
             }
-            if (r == RF - 1) {
-                window_emit<res_T, CONFIG_T>(res, acc);
-                busy = false;
-            } else {
-                r++;
-            }
         }
     }
-#endif
 }
 
+// Entry points. Without a residual input the shortcut is a local stream that is never accessed.
 template <class data_T, class res_T, typename CONFIG_T>
 void adder_conv_2d_cl(hls::stream<data_T> &data, hls::stream<res_T> &res,
                       const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms],
-                      const ap_uint<8> group_ids[CONFIG_T::n_filt], const typename CONFIG_T::gmult_t gmult[CONFIG_T::n_groups],
-                      const typename CONFIG_T::gshift_t gshift[CONFIG_T::n_groups], const ap_int<8> *g_exps,
-                      const ap_int<2> *g_signs) {
-    window_stream<data_T, res_T, CONFIG_T, true>(data, res, weights, group_ids, gmult, gshift, g_exps, g_signs);
+                      const typename CONFIG_T::gmult_t gmult[CONFIG_T::n_groups],
+                      const typename CONFIG_T::gshift_t gshift[CONFIG_T::n_groups],
+                      const ap_uint<8> g_exps[CONFIG_T::g_table_size], const ap_int<2> g_signs[CONFIG_T::g_table_size],
+                      const typename CONFIG_T::mult_t rq_mult[CONFIG_T::rq_mult_size],
+                      const typename CONFIG_T::bias_t rq_bias[CONFIG_T::rq_bias_size],
+                      const ap_uint<8> rq_exps[CONFIG_T::rq_table_size], const ap_int<2> rq_signs[CONFIG_T::rq_table_size],
+                      unsigned n_images) {
+    hls::stream<data_T> no_shortcut;
+    window_stream<data_T, data_T, res_T, CONFIG_T, true>(data, no_shortcut, res, weights, gmult, gshift, g_exps, g_signs,
+                                                          no_exps, no_signs, rq_mult, rq_bias, rq_exps, rq_signs,
+                                                          n_images);
+}
+
+template <class data_T, class x2_T, class res_T, typename CONFIG_T>
+void adder_conv_2d_add_cl(hls::stream<data_T> &data, hls::stream<x2_T> &shortcut, hls::stream<res_T> &res,
+                          const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms],
+                          const typename CONFIG_T::gmult_t gmult[CONFIG_T::n_groups],
+                          const typename CONFIG_T::gshift_t gshift[CONFIG_T::n_groups],
+                          const ap_uint<8> g_exps[CONFIG_T::g_table_size],
+                          const ap_int<2> g_signs[CONFIG_T::g_table_size],
+                          const typename CONFIG_T::mult_t rq_mult[CONFIG_T::rq_mult_size],
+                          const typename CONFIG_T::bias_t rq_bias[CONFIG_T::rq_bias_size],
+                          const ap_uint<8> rq_exps[CONFIG_T::rq_table_size],
+                          const ap_int<2> rq_signs[CONFIG_T::rq_table_size], unsigned n_images) {
+    window_stream<data_T, x2_T, res_T, CONFIG_T, true>(data, shortcut, res, weights, gmult, gshift, g_exps, g_signs,
+                                                        no_exps, no_signs, rq_mult, rq_bias, rq_exps, rq_signs, n_images);
 }
 
 template <class data_T, class res_T, typename CONFIG_T>
 void int_conv_2d_cl(hls::stream<data_T> &data, hls::stream<res_T> &res,
-                    const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_int<8> *w_exps,
-                    const ap_int<2> *w_signs) {
-    window_stream<data_T, res_T, CONFIG_T, false>(data, res, weights, 0, 0, 0, w_exps, w_signs);
+                    const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms],
+                    const ap_uint<8> w_exps[CONFIG_T::w_table_size], const ap_int<2> w_signs[CONFIG_T::w_table_size],
+                    const typename CONFIG_T::mult_t rq_mult[CONFIG_T::rq_mult_size],
+                    const typename CONFIG_T::bias_t rq_bias[CONFIG_T::rq_bias_size],
+                    const ap_uint<8> rq_exps[CONFIG_T::rq_table_size], const ap_int<2> rq_signs[CONFIG_T::rq_table_size],
+                    unsigned n_images) {
+    hls::stream<data_T> no_shortcut;
+    window_stream<data_T, data_T, res_T, CONFIG_T, false>(data, no_shortcut, res, weights, no_gmult, no_gshift, no_exps,
+                                                           no_signs, w_exps, w_signs, rq_mult, rq_bias, rq_exps, rq_signs,
+                                                           n_images);
 }
 
-// ---- fused BN + ReLU + requantisation: one pixel per reuse_factor cycles, ceil(C/reuse_factor) lanes --
-template <typename CONFIG_T, class in_T>
-inline typename CONFIG_T::sum_t requant_term(in_T x, unsigned k, unsigned c, const typename CONFIG_T::mult_t *mult,
-                                            const ap_int<8> *exps, const ap_int<2> *signs) {
-    #pragma HLS INLINE
-    const unsigned i = k * CONFIG_T::n_chan + c;
-    return const_mult<typename CONFIG_T::sum_t, CONFIG_T::csd_terms>(x, mult[i], exps + i * CONFIG_T::csd_terms,
-                                                                      signs + i * CONFIG_T::csd_terms);
-}
-
-template <typename CONFIG_T> inline typename CONFIG_T::out_elem_t requant_round_clip(typename CONFIG_T::sum_t v) {
-    #pragma HLS INLINE
-    if (CONFIG_T::shift > 0) {
-        v += ((typename CONFIG_T::sum_t)1) << (CONFIG_T::shift - 1);
-    }
-    v = v >> CONFIG_T::shift; // arithmetic: floor division, so the rounding is half-up
-    if (v < CONFIG_T::out_lo) {
-        v = CONFIG_T::out_lo;
-    } else if (v > CONFIG_T::out_hi) {
-        v = CONFIG_T::out_hi;
-    }
-    return (typename CONFIG_T::out_elem_t)v;
-}
-
-// C channels over reuse_factor (R) cycles per pixel, ceil(C/R) lanes (channel c = r*lanes + b): the
-// window layer feeding a requant delivers one pixel every RF cycles, so R <= RF lanes-sharing costs no
-// throughput. One flattened II=1 loop of n_pixels*R steps: read at r == 0, write at r == R-1.
-template <typename CONFIG_T, unsigned N_IN, class x1_T, class x2_T, class res_T>
-inline void requant_lanes(const x1_T &x1, const x2_T &x2, unsigned r, res_T &out,
-                          const typename CONFIG_T::mult_t *mult, const typename CONFIG_T::bias_t *bias,
-                          const ap_int<8> *exps, const ap_int<2> *signs) {
-    #pragma HLS INLINE
-    const unsigned C = CONFIG_T::n_chan, L = CONFIG_T::n_lanes;
-RequantLanes:
-    for (unsigned b = 0; b < L; b++) {
-        #pragma HLS UNROLL
-        const unsigned c = (CONFIG_T::reuse_factor == 1) ? b : r * L + b;
-        if (c < C) {
-            typename CONFIG_T::sum_t v = bias[c];
-            v += requant_term<CONFIG_T>(x1[c], 0, c, mult, exps, signs);
-            if (N_IN > 1) {
-                v += requant_term<CONFIG_T>(x2[c], 1, c, mult, exps, signs);
-            }
-            out[c] = requant_round_clip<CONFIG_T>(v);
-        }
-    }
-}
-
-template <class data_T, class res_T, typename CONFIG_T>
-void requant_stream(hls::stream<data_T> &data, hls::stream<res_T> &res, const typename CONFIG_T::mult_t *mult,
-                    const typename CONFIG_T::bias_t *bias, const ap_int<8> *exps, const ap_int<2> *signs) {
-    const unsigned R = CONFIG_T::reuse_factor;
-    data_T x;
-    res_T out;
-    PRAGMA_DATA_PACK(out)
-    unsigned r = 0;
-RequantSteps:
-    for (unsigned t = 0; t < CONFIG_T::n_pixels * R; t++) {
-        #pragma HLS PIPELINE II=1
-        if (r == 0) {
-            x = data.read();
-        }
-        requant_lanes<CONFIG_T, 1>(x, x, r, out, mult, bias, exps, signs);
-        if (r == R - 1) {
-            res.write(out);
-            r = 0;
-        } else {
-            r++;
-        }
-    }
-}
-
-// Two inputs: the residual add shares the requantisation (mult[1] scales the shortcut).
+// ---- requantisation as its own process (where it cannot be fused): R cycles per pixel -------------
 template <class data1_T, class data2_T, class res_T, typename CONFIG_T>
 void requant_add_stream(hls::stream<data1_T> &data1, hls::stream<data2_T> &data2, hls::stream<res_T> &res,
-                        const typename CONFIG_T::mult_t *mult, const typename CONFIG_T::bias_t *bias,
-                        const ap_int<8> *exps, const ap_int<2> *signs) {
-    const unsigned R = CONFIG_T::reuse_factor;
+                        const typename CONFIG_T::mult_t mult[CONFIG_T::rq_mult_size],
+                        const typename CONFIG_T::bias_t bias[CONFIG_T::rq_bias_size],
+                        const ap_uint<8> exps[CONFIG_T::rq_table_size], const ap_int<2> signs[CONFIG_T::rq_table_size],
+                        unsigned n_images) {
+
+    const unsigned R = CONFIG_T::rq_reuse;
+    #pragma HLS ARRAY_RESHAPE variable=mult block factor=CONFIG_T::rq_mult_factor
+    #pragma HLS ARRAY_RESHAPE variable=bias block factor=CONFIG_T::rq_lanes
+    #pragma HLS ARRAY_RESHAPE variable=exps block factor=CONFIG_T::rq_table_factor
+    #pragma HLS ARRAY_RESHAPE variable=signs block factor=CONFIG_T::rq_table_factor
     data1_T x1;
     data2_T x2;
     res_T out;
     PRAGMA_DATA_PACK(out)
-    unsigned r = 0;
-RequantAddSteps:
-    for (unsigned t = 0; t < CONFIG_T::n_pixels * R; t++) {
-        #pragma HLS PIPELINE II=1
-        if (r == 0) {
-            x1 = data1.read();
-            x2 = data2.read();
-        }
-        requant_lanes<CONFIG_T, 2>(x1, x2, r, out, mult, bias, exps, signs);
-        if (r == R - 1) {
-            res.write(out);
-            r = 0;
-        } else {
-            r++;
+Images:
+    for (unsigned img = 0; img < n_images; img++) {
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=1
+        unsigned q = 0;
+    RequantSteps:
+        for (unsigned t = 0; t < CONFIG_T::n_pixels * R; t++) {
+            #pragma HLS PIPELINE II=1
+            if (q == 0) {
+                x1 = data1.read();
+                if (CONFIG_T::n_inputs > 1) {
+                    x2 = data2.read();
+                }
+            }
+            requant_cycle<CONFIG_T>(x1, x2, q, out, mult, bias, exps, signs);
+            if (q == R - 1) {
+                res.write(out);
+                q = 0;
+            } else {
+                q++;
+            }
         }
     }
+}
+
+template <class data_T, class res_T, typename CONFIG_T>
+void requant_stream(hls::stream<data_T> &data, hls::stream<res_T> &res,
+                    const typename CONFIG_T::mult_t mult[CONFIG_T::rq_mult_size],
+                    const typename CONFIG_T::bias_t bias[CONFIG_T::rq_bias_size],
+                    const ap_uint<8> exps[CONFIG_T::rq_table_size], const ap_int<2> signs[CONFIG_T::rq_table_size],
+                    unsigned n_images) {
+    hls::stream<data_T> no_shortcut;
+    requant_add_stream<data_T, data_T, res_T, CONFIG_T>(data, no_shortcut, res, mult, bias, exps, signs, n_images);
 }
 
 // ---- global sum pooling: one pixel per cycle, one output element per image -----------------------
 template <class data_T, class res_T, typename CONFIG_T>
-void global_sum_pool_stream(hls::stream<data_T> &data, hls::stream<res_T> &res) {
+void global_sum_pool_stream(hls::stream<data_T> &data, hls::stream<res_T> &res, unsigned n_images) {
     typename CONFIG_T::accum_t acc[CONFIG_T::n_chan];
     #pragma HLS ARRAY_PARTITION variable=acc complete
-PoolInit:
-    for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
-        #pragma HLS UNROLL
-        acc[c] = 0;
-    }
-PoolPixels:
-    for (unsigned p = 0; p < CONFIG_T::n_pixels; p++) {
-        #pragma HLS PIPELINE II=1
-        data_T x = data.read();
+Images:
+    for (unsigned img = 0; img < n_images; img++) {
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=1
+    PoolPixels:
+        for (unsigned p = 0; p < CONFIG_T::n_pixels; p++) {
+            #pragma HLS PIPELINE II=1
+            data_T x = data.read();
+            for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+                #pragma HLS UNROLL
+                acc[c] = (p == 0) ? (typename CONFIG_T::accum_t)x[c] : (typename CONFIG_T::accum_t)(acc[c] + x[c]);
+            }
+        }
+        res_T out;
+        PRAGMA_DATA_PACK(out)
+    PoolEmit:
         for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
             #pragma HLS UNROLL
-            acc[c] += x[c];
+            out[c] = acc[c];
         }
+        res.write(out);
     }
-    res_T out;
-    PRAGMA_DATA_PACK(out)
-PoolEmit:
-    for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
-        #pragma HLS UNROLL
-        out[c] = acc[c];
-    }
-    res.write(out);
 }
 
-// ---- integer dense on one stream element (the pooled vector) --------------------------------------
+// ---- integer dense on one stream element (the pooled vector): RF cycles, lane (f, m) on input m*RF+r
 template <class data_T, class res_T, typename CONFIG_T>
 void int_dense_stream(hls::stream<data_T> &data, hls::stream<res_T> &res,
-                      const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_int<8> *w_exps,
-                      const ap_int<2> *w_signs) {
-    const unsigned F = CONFIG_T::n_out;
-    data_T x = data.read();
-    typename CONFIG_T::accum_t acc[F];
-    #pragma HLS ARRAY_PARTITION variable=acc complete
+                      const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms],
+                      const ap_uint<8> w_exps[CONFIG_T::w_table_size], const ap_int<2> w_signs[CONFIG_T::w_table_size],
+                      unsigned n_images) {
+    static_assert(CONFIG_T::n_in % CONFIG_T::reuse_factor == 0, "reuse_factor must divide n_in (schedule.py)");
+
     #pragma HLS ARRAY_RESHAPE variable=weights block factor=CONFIG_T::block_factor
-DenseInit:
-    for (unsigned f = 0; f < F; f++) {
-        #pragma HLS UNROLL
-        acc[f] = 0;
-    }
-DenseReuse:
-    for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
-        #pragma HLS PIPELINE II=1
-        unsigned idx = r;
-    DenseLanes:
-        for (unsigned b = 0; b < CONFIG_T::block_factor; b++) {
+    #pragma HLS ARRAY_RESHAPE variable=w_exps block factor=CONFIG_T::w_table_factor
+    #pragma HLS ARRAY_RESHAPE variable=w_signs block factor=CONFIG_T::w_table_factor
+    typename CONFIG_T::accum_t acc[CONFIG_T::n_filt];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+    typename data_T::value_type x[CONFIG_T::n_in];
+    #pragma HLS ARRAY_PARTITION variable=x complete
+Images:
+    for (unsigned img = 0; img < n_images; img++) {
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=1
+        data_T in = data.read();
+    DenseInput:
+        for (unsigned k = 0; k < CONFIG_T::n_in; k++) {
             #pragma HLS UNROLL
-            if (idx < CONFIG_T::n_terms) {
-                unsigned f = idx % F;
-                unsigned k = idx / F;
-                acc[f] += const_mult<typename CONFIG_T::accum_t, CONFIG_T::csd_terms>(
-                    x[k], weights[idx], w_exps + idx * CONFIG_T::csd_terms, w_signs + idx * CONFIG_T::csd_terms);
+            x[k] = in[k];
+        }
+    DenseReuse:
+        for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
+            #pragma HLS PIPELINE II=1
+            mac_cycle<CONFIG_T>(x, weights, w_exps, w_signs, acc, r);
+        }
+        res_T out;
+        PRAGMA_DATA_PACK(out)
+    DenseEmit:
+        for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
+            #pragma HLS UNROLL
+            out[f] = acc[f];
+        }
+        res.write(out);
+    }
+}
+
+// ---- hls4ml's clone_stream, looping over the images of a call ------------------------------------
+template <class data_T, class res_T, int N>
+void adder_clone_stream(hls::stream<data_T> &data, hls::stream<res_T> &res1, hls::stream<res_T> &res2,
+                        unsigned n_images) {
+Images:
+    for (unsigned img = 0; img < n_images; img++) {
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=1
+    ClonePixels:
+        for (int i = 0; i < N / data_T::size; i++) {
+            #pragma HLS PIPELINE II=1
+            data_T in = data.read();
+            res_T out1, out2;
+            PRAGMA_DATA_PACK(out1)
+            PRAGMA_DATA_PACK(out2)
+        ClonePack:
+            for (int j = 0; j < data_T::size; j++) {
+                #pragma HLS UNROLL
+                out1[j] = in[j];
+                out2[j] = in[j];
             }
-            idx += CONFIG_T::reuse_factor;
+            res1.write(out1);
+            res2.write(out2);
         }
     }
-    res_T out;
-    PRAGMA_DATA_PACK(out)
-DenseEmit:
-    for (unsigned f = 0; f < F; f++) {
-        #pragma HLS UNROLL
-        out[f] = acc[f];
-    }
-    res.write(out);
 }
 
 } // namespace nnet

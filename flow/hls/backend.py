@@ -20,7 +20,7 @@ class AdderVitisBackend(VitisBackend):
 
     def _register_flows(self):
         n = self.name.lower()
-        adder_init = register_flow("adder_init", [f"{n}:set_input_precision"], requires=["vivado:init_layers"],
+        adder_init = register_flow("adder_init", [f"{n}:set_input_precision", f"{n}:fuse_requant"], requires=["vivado:init_layers"],
                                    backend=self.name)
         adder_opt = register_flow("adder_optimize", [f"{n}:shift_add_constants", f"{n}:count_multipliers"],
                                   requires=[adder_init], backend=self.name)

@@ -12,6 +12,7 @@ import numpy as np
 from hls4ml.model.layers import Layer
 from hls4ml.model.types import IntegerPrecisionType
 
+from flow.hls import schedule
 from flow.qnet import bits_for
 
 # Values pass through hls4ml's weight writer as '{:.0f}'-formatted floats: exact below 2^53.
@@ -62,9 +63,15 @@ class QWindowLayer(_IntLayer):
         shape = [self.get_attr("out_height"), self.get_attr("out_width"), self.get_attr("n_filt")]
         self.add_output_variable(shape, precision=self._out_precision())
         w = np.asarray(self.get_attr("weight_data"), dtype=np.int64)
+        n_in = int(w.size // w.shape[-1])
         self.set_attr("n_terms", int(w.size))
-        self.set_attr("win_size", int(w.size // w.shape[-1]))
-        self._add_int_weight("weight", "w{index}", w.reshape(-1))   # HWIO flattened: index k*F + f
+        self.set_attr("n_in", n_in)
+        acc = self.get_output_variable().type.precision
+        self.set_attr("acc_bits", int(acc.width))
+        self.set_attr("acc_signed", bool(acc.signed))
+        # filter-major (index f*n_in + k, tap k = (u*KW + v)*C + c: hls4ml's window order), so that the
+        # reuse cycle r reads word r of the block-reshaped ROM (hls4ml's resource-strategy layout)
+        self._add_int_weight("weight", "w{index}", w.reshape(n_in, -1).T.reshape(-1))
 
 
 class QIntConv2D(QWindowLayer):
@@ -76,11 +83,10 @@ class QAdderConv2D(QWindowLayer):
 
     def initialize(self):
         super().initialize()
-        self._add_int_weight("group_ids", "gid{index}", self.get_attr("group_ids_data"),
-                             IntegerPrecisionType(width=8, signed=False))
+        # the filter -> input group map is compiled into the config (constexpr group_of), not a ROM
+        self.set_attr("group_ids", [int(g) for g in np.asarray(self.get_attr("group_ids_data")).reshape(-1)])
         self._add_int_weight("group_mult", "gmult{index}", self.get_attr("group_mult_data"))
-        self._add_int_weight("group_shift", "gshift{index}", self.get_attr("group_shift_data"),
-                             IntegerPrecisionType(width=6, signed=False))
+        self._add_int_weight("group_shift", "gshift{index}", self.get_attr("group_shift_data"))
 
 
 class QRequant(_IntLayer):
@@ -93,19 +99,13 @@ class QRequant(_IntLayer):
         self.set_attr("n_pixels", int(np.prod(inp.shape[:-1])) if len(inp.shape) > 1 else 1)
         mult = np.asarray(self.get_attr("mult_data"), np.int64)
         bias = np.asarray(self.get_attr("bias_data"), np.int64)
-        self._add_int_weight("mult", "rqm{index}", mult.reshape(-1))
-        self._add_int_weight("bias", "rqb{index}", bias.reshape(-1))
-        # exact sum width: |bias| + sum_k max|in_k * mult_k| + rounding constant (modular arithmetic
-        # keeps the result exact once the final value fits)
-        top = int(np.abs(bias).max())
-        for k, name in enumerate(self.inputs):
+        self._add_int_weight("rq_mult", "rqm{index}", mult.reshape(-1))   # index k*C + c
+        self._add_int_weight("rq_bias", "rqb{index}", bias.reshape(-1))
+        ranges = []
+        for name in self.inputs:
             p = self.get_input_variable(name).type.precision
-            lo, hi = range_of(p.width, p.signed) if isinstance(p, IntegerPrecisionType) else range_of(63, True)
-            top += int(max(abs(lo), abs(hi))) * int(np.abs(mult[k]).max())
-        shift = int(self.get_attr("shift"))
-        top += (1 << (shift - 1)) if shift > 0 else 0
-        p = int_type(-top - 1, top)
-        self.set_attr("sum_width", int(p.width))
+            ranges.append(range_of(p.width, p.signed) if isinstance(p, IntegerPrecisionType) else range_of(63, True))
+        self.set_attr("sum_width", schedule.requant_sum_bits(bias, mult, ranges, int(self.get_attr("shift"))))
 
 
 class QGlobalSumPool(_IntLayer):
@@ -123,7 +123,7 @@ class QIntDense(_IntLayer):
         self.set_attr("n_out", int(w.shape[1]))
         self.set_attr("n_terms", int(w.size))
         self.add_output_variable([w.shape[1]], precision=self._out_precision())
-        self._add_int_weight("weight", "w{index}", w.reshape(-1))   # index ci*F + f
+        self._add_int_weight("weight", "w{index}", w.T.reshape(-1))   # filter-major: index f*n_in + ci
 
 
 IR_LAYERS = {c.__name__: c for c in (QIntConv2D, QAdderConv2D, QRequant, QGlobalSumPool, QIntDense)}
@@ -240,4 +240,5 @@ HANDLERS = {
 
 
 def block_factor(n_terms: int, reuse: int) -> int:
+    """Lanes of a layer: n_terms / RF (RF divides n_in, so this is exact; schedule.check_reuse)."""
     return max(1, math.ceil(n_terms / max(1, reuse)))

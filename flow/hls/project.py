@@ -8,41 +8,77 @@ from pathlib import Path
 import numpy as np
 
 from flow.errors import AdderFlowError
+from flow.hls import schedule
 from flow.qnet import QNet
 
 BACKEND = "AdderVitis"
+TUNABLE = ("conv2d", "adder2d", "dense")   # ops with a reuse factor (lanes = n_terms / RF)
+
+
+def layer_inputs_per_output(qnet: QNet, op) -> int:
+    """n_in of a window/dense op (the number its reuse factor must divide: schedule.legal_reuse_factors)."""
+    w = np.asarray(op.arrays["weight"])
+    return int(w.size // w.shape[-1])
+
+
+def legal_reuse(qnet: QNet) -> dict:
+    """{window/dense op: its legal reuse factors} (requant reuse follows its window layer when fused)."""
+    return {op.name: schedule.legal_reuse_factors(layer_inputs_per_output(qnet, op))
+            for op in qnet.ops if op.kind in TUNABLE}
+
+
+def resolve_reuse(qnet: QNet, reuse: int = 1, reuse_config: dict | None = None) -> tuple:
+    """({op: RF}, [adjustments]) for every window/dense op. A per-layer entry must be legal (else one
+    error naming the layer and the nearest legal values); the model-wide default becomes, per layer, the
+    largest legal value not above it (as hls4ml does for its default ReuseFactor), and each change is
+    listed. A requant gets 1 unless named (a fused one follows its window layer's RF)."""
+    if int(reuse) < 1:
+        raise AdderFlowError(f"reuse factor must be >= 1, got {reuse}")
+    cfg = dict(reuse_config or {})
+    unknown = set(cfg) - {op.name for op in qnet.ops}
+    if unknown:
+        raise AdderFlowError(f"reuse config names unknown layers: {', '.join(sorted(unknown))}")
+    out, adjusted = {}, []
+    for op in qnet.ops:
+        if op.name in cfg:
+            rf = int(cfg[op.name])
+            if rf < 1:
+                raise AdderFlowError(f"reuse factor of layer {op.name} must be >= 1, got {rf}")
+            if op.kind in TUNABLE:
+                schedule.check_reuse(op.name, layer_inputs_per_output(qnet, op), rf)
+            elif op.kind == "requant":
+                schedule.check_reuse(op.name, qnet.tensors[op.output].shape[-1], rf,
+                                     "requant reuse factor (channels per lane)")
+            out[op.name] = rf
+        elif op.kind in TUNABLE:
+            legal = schedule.legal_reuse_factors(layer_inputs_per_output(qnet, op))
+            rf = max(v for v in legal if v <= int(reuse))
+            if rf != int(reuse):
+                adjusted.append(f"{op.name}: {reuse} -> {rf}")
+            out[op.name] = rf
+        else:
+            out[op.name] = 1
+    return out, adjusted
 
 
 def hls_config(qnet: QNet, reuse: int = 1, reuse_config: dict | None = None, shift_add: bool = False,
-               scheduled_pe: bool = False, stream_depths: str = "minimal", bram_weights=()) -> dict:
-    """hls4ml config dict: per-layer ReuseFactor (`reuse_config` {layer: RF} overrides `reuse`; a requant op
-    gets 1 unless named: its RF time-multiplexes its channels over RF cycles per pixel), optional
-    zero-DSP shift-add constants, optional C simulation of the PE schedule itself (`scheduled_pe`).
-    Layer names are the QNet op names. `stream_depths`: 'minimal' FIFOs (flow.hls.stream_depths) or
-    'hls4ml-default' (a whole tensor per stream). `bram_weights`: window/dense layers whose weight ROM is
-    bound to BRAM (WeightStorage = 'bram'; meaningful where RF > 1, with RF = 1 weights are constants)."""
+               stream_depths: str = "minimal", bram_weights=(), fuse_requant: bool = True) -> dict:
+    """hls4ml config dict: per-layer ReuseFactor (resolve_reuse: `reuse_config` {layer: RF} overrides the
+    model-wide `reuse`), optional zero-DSP shift-add constants. Layer names are the QNet op names.
+    `stream_depths`: 'minimal' FIFOs (flow.hls.stream_depths) or 'hls4ml-default' (a whole tensor per
+    stream). `bram_weights`: window/dense layers whose weight ROM is bound to BRAM (WeightStorage =
+    'bram'; meaningful where RF > 1, with RF = 1 weights are constants). `fuse_requant`: requants fused
+    into the window layer feeding them (passes/fuse_requant.py)."""
     if stream_depths not in ("minimal", "hls4ml-default"):
         raise AdderFlowError(f"stream_depths must be 'minimal' or 'hls4ml-default', got {stream_depths}")
-    if int(reuse) < 1:
-        raise AdderFlowError(f"reuse factor must be >= 1, got {reuse}")
-    layers = {}
-    for op in qnet.ops:
-        # a requant is time-multiplexed only where named: the global reuse factor trades window/dense lanes
-        default = 1 if op.kind == "requant" else reuse
-        rf = int((reuse_config or {}).get(op.name, default))
-        if rf < 1:
-            raise AdderFlowError(f"reuse factor of layer {op.name} must be >= 1, got {rf}")
-        layers[op.name] = {"ReuseFactor": rf, "Trace": False}
-    unknown = set(reuse_config or {}) - {op.name for op in qnet.ops}
-    if unknown:
-        raise AdderFlowError(f"reuse config names unknown layers: {', '.join(sorted(unknown))}")
+    rfs, _ = resolve_reuse(qnet, reuse, reuse_config)
+    layers = {name: {"ReuseFactor": rf, "Trace": False} for name, rf in rfs.items()}
     for name in bram_weights or ():
-        if name not in layers or qnet.op(name).kind not in ("conv2d", "adder2d", "dense"):
+        if name not in layers or qnet.op(name).kind not in TUNABLE:
             raise AdderFlowError(f"bram_weights: {name} is not a window/dense layer of the network")
         layers[name]["WeightStorage"] = "bram"
-    return {"Model": {"Precision": "ap_int<32>", "ReuseFactor": int(reuse), "Strategy": "Latency",
-                      "ShiftAdd": bool(shift_add), "ScheduledPE": bool(scheduled_pe),
-                      "StreamDepths": stream_depths},
+    return {"Model": {"Precision": "ap_int<32>", "ReuseFactor": 1, "Strategy": "Resource",
+                      "ShiftAdd": bool(shift_add), "StreamDepths": stream_depths, "FuseRequant": bool(fuse_requant)},
             "LayerName": layers}
 
 
@@ -62,15 +98,15 @@ def load_reuse_config(path) -> dict:
 
 
 def convert(qnet: QNet, output_dir, part: str = "xc7z020clg400-1", clock_mhz: float = 100.0, reuse: int = 1,
-            reuse_config: dict | None = None, shift_add: bool = False, scheduled_pe: bool = False, keras_model=None,
-            stream_depths: str = "minimal", bram_weights=()):
+            reuse_config: dict | None = None, shift_add: bool = False, keras_model=None,
+            stream_depths: str = "minimal", bram_weights=(), fuse_requant: bool = True):
     """Write nothing yet: build the hls4ml model of a QNet on the AdderVitis backend (io_stream)."""
     import hls4ml
 
     from flow.qlayers import qnet_to_keras
 
     model = keras_model if keras_model is not None else qnet_to_keras(qnet)
-    cfg = hls_config(qnet, reuse, reuse_config, shift_add, scheduled_pe, stream_depths, bram_weights)
+    cfg = hls_config(qnet, reuse, reuse_config, shift_add, stream_depths, bram_weights, fuse_requant)
     return hls4ml.converters.convert_from_keras_model(
         model, hls_config=cfg, backend=BACKEND, io_type="io_stream", output_dir=str(output_dir), part=part,
         clock_period=round(1000.0 / clock_mhz, 3), project_name="myproject")

@@ -1,18 +1,18 @@
-"""FIFO depths of the DATAFLOW streams: 2 on every edge, residual-join inputs sized to the branch lag.
+"""FIFO depths of the DATAFLOW streams of a converted model: FIFO_MIN_DEPTH on every edge, the inputs of
+every join (a residual add fused into a window layer, or a requant of two streams) sized by
+flow.hls.schedule.join_fifo_depths (its slack rule is documented there).
 
-hls4ml's io_stream default makes every stream as deep as its tensor has pixels (BRAM heavy). The depths
-come from flow.report.estimate.join_fifo_depths (see there), so the estimate prices the FIFOs written.
+hls4ml's io_stream default makes every stream as deep as its tensor has pixels (BRAM heavy).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from flow.report.estimate import FIFO_MIN_DEPTH, join_fifo_depths, window_reads_at_outputs  # noqa: F401
+from flow.hls.schedule import FIFO_MIN_DEPTH, WindowGeometry, join_fifo_depths
 
 WINDOW_LAYERS = ("QAdderConv2D", "QIntConv2D")
-WINDOW_KEYS = ("filt_height", "filt_width", "stride", "in_height", "in_width", "pad_top", "pad_bottom", "pad_left",
-               "pad_right", "out_height", "out_width")
+REDUCTIONS = ("QGlobalSumPool", "QIntDense")
 
 
 def _tokens(var) -> int:
@@ -20,8 +20,8 @@ def _tokens(var) -> int:
     return int(np.prod(shape[:-1])) if len(shape) > 1 else 1
 
 
-def stream_depths(model) -> dict:
-    """{stream variable name: FIFO depth} for the streams of an io_stream hls4ml model."""
+def stream_graph(model) -> tuple:
+    """(nodes, tokens per image, variable names) of an io_stream hls4ml model for join_fifo_depths."""
     nodes, tokens, var_name = [], {}, {}
     for name, v in zip(model.inputs, model.get_input_variables()):
         tokens[name], var_name[name] = _tokens(v), v.name
@@ -29,12 +29,22 @@ def stream_depths(model) -> dict:
         outs = [o for o in layer.outputs if o in layer.variables]
         for o in outs:
             tokens[o], var_name[o] = _tokens(layer.variables[o]), layer.variables[o].name
-        node = {"name": layer.name, "inputs": list(layer.inputs), "outputs": outs,
-                "tokens": tokens[outs[0]] if outs else 1}
         if layer.class_name in WINDOW_LAYERS:
-            node["window"] = {k: layer.get_attr(k) for k in WINDOW_KEYS}
-        nodes.append(node)
-    depth = {var_name[s]: min(FIFO_MIN_DEPTH, t) for s, t in tokens.items()}
+            # the data input through the window walk; a fused residual input 1:1 with the outputs
+            maps = [WindowGeometry.from_attrs(layer.get_attr)] + ["elementwise"] * (len(layer.inputs) - 1)
+        elif layer.class_name in REDUCTIONS:
+            maps = ["reduce"] * len(layer.inputs)
+        else:                                   # requant, clone: one token in, one token out
+            maps = ["elementwise"] * len(layer.inputs)
+        nodes.append({"name": layer.name, "inputs": list(layer.inputs), "outputs": outs,
+                      "tokens": tokens[outs[0]] if outs else 1, "maps": maps})
+    return nodes, tokens, var_name
+
+
+def stream_depths(model) -> dict:
+    """{stream variable name: FIFO depth} for the streams of an io_stream hls4ml model."""
+    nodes, tokens, var_name = stream_graph(model)
+    depth = {var_name[s]: FIFO_MIN_DEPTH for s in tokens}
     for (_, stream), d in join_fifo_depths(nodes, tokens).items():
         depth[var_name[stream]] = max(depth[var_name[stream]], d)
     return depth

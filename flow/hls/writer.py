@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -24,15 +25,27 @@ class AdderVitisWriter(VitisWriter):
         for h in sorted(templates_dir().glob("nnet_*.h")):
             shutil.copy(h, dst / h.name)
 
-    def write_scheduled_pe_flag(self, model):
-        """Model option 'ScheduledPE': C-simulate the adder PE's reuse-factor schedule itself instead of
-        the filter-major C-simulation loop (same results; slower; what synthesis and cosim run)."""
-        model_cfg = (model.config.get_config_value("HLSConfig") or {}).get("Model", {})
-        if not model_cfg.get("ScheduledPE"):
-            return
-        script = Path(model.config.get_output_dir()) / "build_lib.sh"
-        text = script.read_text()
-        script.write_text(text.replace('CFLAGS="-O3 -fPIC"', 'CFLAGS="-O3 -fPIC -DADDERFLOW_SCHEDULED_PE"', 1))
+    def write_image_loop(self, model):
+        """Every process loops over the images of one call (UG1399 task-level pipelining: images overlap
+        in the DATAFLOW region). The network function takes `n_images` (default 1, so hls4ml's bridge and
+        test bench run unchanged); hls4ml's clone_stream becomes adder_clone_stream, which loops too."""
+        name = model.config.get_project_name()
+        fw = Path(model.config.get_output_dir()) / "firmware"
+        for path, default in ((fw / f"{name}.cpp", ""), (fw / f"{name}.h", " = 1")):
+            text = path.read_text()
+            sig = re.search(rf"void {name}\((.*?)\)", text, re.S)
+            if not sig:
+                raise ValueError(f"{path}: no signature of {name}() to add n_images to")
+            params = sig.group(1).rstrip()
+            text = text[:sig.start(1)] + params + f",\n    unsigned n_images{default}\n" + text[sig.end(1):]
+            if path.suffix == ".cpp":
+                text, n = re.subn(r"nnet::clone_stream<([^;]*?)>\(([^;]*?)\);",
+                                  r"nnet::adder_clone_stream<\1>(\2, n_images);", text)
+                calls = re.findall(r"^\s*nnet::\w+<[^;]*;", text, re.M)
+                missing = [c.strip() for c in calls if "n_images" not in c and "load_weights" not in c]
+                if missing:
+                    raise ValueError(f"{path}: process calls without the image count: {missing[:2]}")
+            path.write_text(text)
 
     def write_build_opts(self, model):
         """`vitis_hls -f build_prj.tcl` runs csim, csynth, cosim (checked against csim) and IP export."""
@@ -47,7 +60,8 @@ class AdderVitisWriter(VitisWriter):
 
         model_cfg = (model.config.get_config_value("HLSConfig") or {}).get("Model", {})
         if model_cfg.get("StreamDepths", "minimal") == "minimal":
-            apply_stream_depths(model)
+            depths = apply_stream_depths(model)
+            model.config.config.setdefault("AdderFlow", {})["stream_depths"] = depths
 
     def write_weight_storage(self, model):
         """Per-layer option LayerName.<name>.WeightStorage = 'bram': bind that layer's (reshaped, RF-deep)
@@ -72,4 +86,4 @@ class AdderVitisWriter(VitisWriter):
         super().write_hls(model)
         self.write_weight_storage(model)
         self.write_adder_sources(model)
-        self.write_scheduled_pe_flag(model)
+        self.write_image_loop(model)

@@ -2,43 +2,21 @@
 
 Enabled per layer (`config['LayerName'][name]['ShiftAdd'] = True`), per type, or for the whole model
 (`config['Model']['ShiftAdd'] = True`); a QNet op carrying an `apot_terms` attribute asks for it too.
-Exact: the CSD expansion of an integer is that integer, so bit-exactness is unchanged.
+Exact: the CSD expansion of an integer is that integer, so bit-exactness is unchanged. The tables are
+term-major (schedule.csd_tables), the layout the templates reshape to the lane words.
 """
 
 import numpy as np
 from hls4ml.model.optimizer import OptimizerPass
 from hls4ml.model.types import IntegerPrecisionType
 
-# which constant array of each layer is multiplied (the SAD itself has no multiplier)
-CONSTANTS = {"QIntConv2D": "weight", "QIntDense": "weight", "QRequant": "mult", "QAdderConv2D": "group_mult"}
+from flow.hls.schedule import csd_tables
 
-
-def csd_digits(n: int) -> list:
-    """Canonical signed-digit expansion: [(exponent, +1/-1), ...] with sum sign * 2^exponent == n."""
-    n = int(n)
-    sign = 1 if n >= 0 else -1
-    n = abs(n)
-    terms, e = [], 0
-    while n:
-        if n & 1:
-            d = 2 - (n & 3)   # +1 if n % 4 == 1, -1 if n % 4 == 3
-            terms.append((e, d * sign))
-            n -= d
-        n >>= 1
-        e += 1
-    return terms
-
-
-def csd_tables(values) -> tuple:
-    """(exps (N, T), signs (N, T), T) with T the most terms any value needs (at least 1)."""
-    digits = [csd_digits(v) for v in np.asarray(values).reshape(-1)]
-    t = max([len(d) for d in digits] + [1])
-    exps = np.zeros((len(digits), t), np.int64)
-    signs = np.zeros((len(digits), t), np.int64)
-    for i, d in enumerate(digits):
-        for j, (e, s) in enumerate(d):
-            exps[i, j], signs[i, j] = e, s
-    return exps, signs, t
+# which constant array of each layer is multiplied, and the prefix of its tables (the SAD has none)
+CONSTANTS = {"QIntConv2D": [("weight", "")], "QIntDense": [("weight", "")], "QRequant": [("rq_mult", "rq_")],
+             "QAdderConv2D": [("group_mult", "")]}
+EXPONENT_TYPE = IntegerPrecisionType(width=8, signed=False)   # shift amounts are unsigned
+SIGN_TYPE = IntegerPrecisionType(width=2, signed=True)
 
 
 def shift_add_requested(node) -> bool:
@@ -51,15 +29,26 @@ def shift_add_requested(node) -> bool:
     return bool((cfg.get_config_value("HLSConfig") or {}).get("Model", {}).get("ShiftAdd", False))
 
 
+def constant_arrays(node) -> list:
+    """[(array name, table prefix)] of a node: its own constants and, when fused, its requant's."""
+    out = list(CONSTANTS.get(node.class_name, []))
+    if node.get_attr("fused") and ("rq_mult", "rq_") not in out:
+        out.append(("rq_mult", "rq_"))
+    return out
+
+
 class ShiftAddConstants(OptimizerPass):
     def match(self, node):
-        return node.class_name in CONSTANTS and node.get_attr("csd_terms") is None and shift_add_requested(node)
+        return (node.class_name in CONSTANTS and not node.get_attr("shift_add_done")
+                and shift_add_requested(node))
 
     def transform(self, model, node):
-        exps, signs, t = csd_tables(node.weights[CONSTANTS[node.class_name]].data)
-        node.add_weights_variable(name="csd_exps", var_name="csde{index}", data=exps.reshape(-1).astype(np.float64),
-                                  precision=IntegerPrecisionType(width=8, signed=True))
-        node.add_weights_variable(name="csd_signs", var_name="csds{index}", data=signs.reshape(-1).astype(np.float64),
-                                  precision=IntegerPrecisionType(width=2, signed=True))
-        node.set_attr("csd_terms", t)
+        for array, prefix in constant_arrays(node):
+            exps, signs, t = csd_tables(node.weights[array].data)
+            node.add_weights_variable(name=f"{prefix}csd_exps", var_name=f"{prefix.replace('_', '')}csde{{index}}",
+                                      data=exps.reshape(-1).astype(np.float64), precision=EXPONENT_TYPE)
+            node.add_weights_variable(name=f"{prefix}csd_signs", var_name=f"{prefix.replace('_', '')}csds{{index}}",
+                                      data=signs.reshape(-1).astype(np.float64), precision=SIGN_TYPE)
+            node.set_attr(f"{prefix}csd_terms", t)
+        node.set_attr("shift_add_done", True)
         return False
