@@ -1,6 +1,7 @@
 """Model zoo and the import of the official PyTorch ResNet-20 (no PyTorch): numbers, names, errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -106,6 +107,11 @@ def test_importer_errors_name_the_problem():
     with pytest.raises(AdderFlowError, match="shape mismatch for layer layer1_0_conv1: .*\\(32, 8, 3, 3\\).*"
                                              "model expects \\(3, 3, 16, 32\\)"):
         assign_state_dict(model, wrong)
+
+    for value in (np.nan, np.inf, 1e30):
+        poisoned = dict(sd, **{"layer1.0.bn1.running_var": np.full(16, value, np.float32)})
+        with pytest.raises(AdderFlowError, match=re.escape(f"mem: tensor 'layer1.0.bn1.running_var' holds {value:g}")):
+            assign_state_dict(model, poisoned, source="mem")
 
     cnn_only = {k.replace(".adder", ".weight"): v for k, v in sd.items()}
     with pytest.raises(AdderFlowError, match="not an AdderNet checkpoint"):
