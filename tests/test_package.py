@@ -79,8 +79,10 @@ def test_package_zip_with_bitstream(stock_build_dir, tmp_path, samples):
 def test_package_never_overwrites_and_checks_the_board(stock_build_dir, tmp_path, samples, capsys):
     out = tmp_path / "pkg"
     out.mkdir()
+    (out / "mine.txt").write_text("not a package")   # an empty folder may be used; a non-empty one is kept
     assert main(["package", "--board", "pynq-z2", str(stock_build_dir), "--out", str(out)]) == 1
-    assert "exists (use --force" in capsys.readouterr().err
+    assert "exists and is not empty; pass --force" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
     assert main(["package", "--board", "pynq-z2", str(stock_build_dir), "--out", str(out), "--force",
                  "--samples", str(samples)]) == 0
     assert main(["package", "--board", "zcu104", str(stock_build_dir), "--out", str(tmp_path / "z")]) == 1
