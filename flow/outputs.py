@@ -56,13 +56,6 @@ def check_output(target, force: bool = False, inputs=(), kind: str = "dir", hold
     target = Path(target)
     label = f"{what} {target}" if what else str(target)
     t = _abs(target)
-    for inp in inputs:
-        if inp is None or str(inp) == "" or not os.path.lexists(inp):
-            continue                # not a path on disk (a model name, 'digits'): nothing to protect
-        i = _abs(inp)
-        if _within(t, i) or _within(i, t):
-            how = "is" if t == i else ("contains" if _within(i, t) else "is inside")
-            raise AdderFlowError(f"{label} {how} the input {inp}: choose another output path")
     for h in holders:
         if h is None:
             continue
@@ -70,6 +63,13 @@ def check_output(target, force: bool = False, inputs=(), kind: str = "dir", hold
         if _within(hp, t):
             how = "is" if t == hp else "contains"
             raise AdderFlowError(f"{label} {how} the input {h}: choose another output path")
+    for inp in inputs:
+        if inp is None or str(inp) == "" or not os.path.lexists(inp):
+            continue                # not a path on disk (a model name, 'digits'): nothing to protect
+        i = _abs(inp)
+        if _within(t, i) or _within(i, t):
+            how = "is" if t == i else ("contains" if _within(i, t) else "is inside")
+            raise AdderFlowError(f"{label} {how} the input {inp}: choose another output path")
     if target.exists() or target.is_symlink():
         if kind == "dir":
             if not target.is_dir():
