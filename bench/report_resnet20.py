@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flow.boards import BOARDS, get_board  # noqa: E402
+from flow.outputs import write_marker  # noqa: E402
 from flow.report import write_report  # noqa: E402
 from flow.report.estimate import RESOURCES, board_fit, estimate  # noqa: E402
 from flow.report.estimate import TIGHT_PCT  # noqa: E402
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
             write_report(d, net, model=model, bits=4, board=BOARD, clock_mhz=CLOCK, reuse=f["reuse"],
                          bram_weights=f["design"].get("bram_weights", ()), **ekw)
             net.save(d / "qnet")          # so `adderflow report DIR` can rebuild
+            write_marker(d, "bench/report_resnet20.py")   # a complete build: report/compare accept it
             dirs.append(d)
         cmp_md = BUILD / f"compare{tag}.md"
         cli(["compare", str(dirs[0]), str(dirs[1]), "--out", str(cmp_md), "--force"])

@@ -51,7 +51,7 @@ def test_train_cli_writes_model_and_summary_then_refuses_overwrite(tmp_path, cap
     result = json.loads(res.read_text())
     assert result["n"] == 359 and result["accuracy"] == pytest.approx(summary["val_accuracy"], abs=1e-9)
     # a saved model names its own network
-    assert cli(["eval", "--model", str(out), "--data", "digits", "--json", str(res), "--no-progress"]) == 0
+    assert cli(["eval", "--model", str(out), "--data", "digits", "--json", str(res), "--no-progress", "--force"]) == 0
     assert json.loads(res.read_text())["accuracy"] == result["accuracy"]
 
 

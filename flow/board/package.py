@@ -29,36 +29,67 @@ def _default_samples() -> Path | None:
 
 
 def make_package(build, board: str, out=None, samples=None, n_samples: int = 100, force: bool = False) -> dict:
-    """Write the package; returns {"path", "files", "missing"} (missing: what could not be included and why)."""
-    build = Path(build).resolve()
+    """Write the package; returns {"path", "files", "missing"} (missing: what could not be included and why).
+
+    Everything is checked before anything is written; the package is built beside `out` and swapped in
+    complete (flow.outputs), so a failure or --force never loses the build or a previous package."""
+    from flow.outputs import require_complete, staged_output
+
+    build = require_complete(Path(build)).resolve()
     if not (build / "qnet").is_dir():
         raise AdderFlowError(f"{build}: no qnet/ (not a build folder written by `adderflow hls`)")
     report = json.loads((build / "report.json").read_text()) if (build / "report.json").is_file() else {}
     if report.get("board") and report["board"] != board:
         raise AdderFlowError(f"{build} was built for {report['board']}, not {board}")
+    if n_samples < 1:
+        raise AdderFlowError(f"--n-samples must be >= 1, got {n_samples}")
+    if samples and not Path(samples).is_file():
+        raise AdderFlowError(f"--samples {samples}: file not found")
+    src = Path(samples) if samples else _default_samples()
+    sample_arrays = _load_samples(src, n_samples) if src is not None else None
     out = Path(out) if out else build / f"package_{board}"
     as_zip = out.suffix == ".zip"
-    if out.exists():
-        if not force:
-            raise AdderFlowError(f"{out} exists (use --force to replace it)")
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    with tempfile.TemporaryDirectory() as tmp:
-        stage = Path(tmp) / (out.stem if as_zip else out.name)
-        missing = _stage(build, board, stage, samples, n_samples, report)
+    # what the package is made of: --out may sit inside the build (the default does) but never on them
+    inputs = [build / n for n in ("qnet", "hls_prj", "bitstream", "report.json")] + [src]
+    with staged_output(out, force, inputs=inputs, holders=[build], kind="file" if as_zip else "dir",
+                       what="--out") as tmp:
         if as_zip:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-                for p in sorted(stage.rglob("*")):
-                    if p.is_file():
-                        zf.write(p, Path(stage.name) / p.relative_to(stage))
+            with tempfile.TemporaryDirectory() as scratch:
+                stage = Path(scratch) / out.stem
+                missing = _stage(build, board, stage, sample_arrays, report)
+                with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+                    for p in sorted(stage.rglob("*")):
+                        if p.is_file():
+                            zf.write(p, Path(stage.name) / p.relative_to(stage))
+                files = _files(stage)
         else:
-            shutil.copytree(stage, out)
-        files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+            missing = _stage(build, board, tmp, sample_arrays, report)
+            files = _files(tmp)
     return {"path": out, "files": files, "missing": missing}
 
 
-def _stage(build: Path, board: str, stage: Path, samples, n_samples: int, report: dict) -> dict:
-    stage.mkdir(parents=True)
+def _files(stage: Path) -> list:
+    return sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+
+
+def _load_samples(src: Path, n_samples: int):
+    """(x, y or None) of the sample set, checked before anything is written; None when it is absent."""
+    if not src.is_file():
+        return None
+    try:
+        with np.load(src) as z:
+            if "x" not in z.files:
+                raise AdderFlowError(f"{src}: sample set needs arrays x (uint8 NHWC) and y")
+            x, y = z["x"][:n_samples], z["y"][:n_samples] if "y" in z.files else None
+    except (OSError, ValueError) as exc:
+        raise AdderFlowError(f"{src}: cannot read the sample set ({type(exc).__name__})") from None
+    if x.dtype != np.uint8:
+        raise AdderFlowError(f"{src}: x must be uint8 images, got {x.dtype}")
+    return x, y
+
+
+def _stage(build: Path, board: str, stage: Path, sample_arrays, report: dict) -> dict:
+    stage.mkdir(parents=True, exist_ok=True)
     missing = {}
     bitdir = build / "bitstream"
     for ext in ("bit", "hwh"):
@@ -83,14 +114,8 @@ def _stage(build: Path, board: str, stage: Path, samples, n_samples: int, report
         shutil.copyfile(NOTEBOOK, stage / NOTEBOOK.name)
     else:
         missing[NOTEBOOK.name] = f"{NOTEBOOK} not found"
-    src = Path(samples) if samples else _default_samples()
-    if src is not None and src.is_file():
-        with np.load(src) as z:
-            if "x" not in z.files:
-                raise AdderFlowError(f"{src}: sample set needs arrays x (uint8 NHWC) and y")
-            x, y = z["x"][:n_samples], z["y"][:n_samples] if "y" in z.files else None
-        if x.dtype != np.uint8:
-            raise AdderFlowError(f"{src}: x must be uint8 images, got {x.dtype}")
+    if sample_arrays is not None:
+        x, y = sample_arrays
         np.savez_compressed(stage / SAMPLES, x=x, **({"y": np.asarray(y).ravel()} if y is not None else {}))
     else:
         missing[SAMPLES] = "no sample set (pass --samples D.npz; ../shared/data/cifar10_test1k.npz is absent)"

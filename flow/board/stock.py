@@ -133,6 +133,8 @@ def write_stock_build(out: Path, board: str = "pynq-z2", seed: int = 0) -> Path:
               "source": "stock hls4ml (flow.board.stock test network)", "csim": {},
               "latency": {}, "resources": {}}
     (out / "report.json").write_text(json.dumps(report, indent=1))
+    from flow.outputs import write_marker
+    write_marker(out, "flow.board.stock.write_stock_build")   # a complete build, as `adderflow hls` leaves one
     return out
 
 

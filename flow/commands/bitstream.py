@@ -25,7 +25,9 @@ def _board(build: Path, given: str | None) -> str:
         return given
     rpt = build / "report.json"
     if rpt.is_file():
-        board = json.loads(rpt.read_text()).get("board")
+        from flow.commands.report import load_report
+
+        board = load_report(build).get("board")
         if board:
             return board
     raise AdderFlowError(f"no --board given and {rpt} names none")
@@ -33,11 +35,13 @@ def _board(build: Path, given: str | None) -> str:
 
 def run(args) -> int:
     from flow.board import bitstream
+    from flow.boards import get_board
+    from flow.outputs import require_complete
 
-    build = Path(args.build)
-    if not build.is_dir():
-        raise AdderFlowError(f"{build}: build folder not found")
-    board = _board(build, args.board)
+    if args.jobs < 1:
+        raise AdderFlowError(f"--jobs must be >= 1, got {args.jobs}")
+    build = require_complete(Path(args.build))
+    board = get_board(_board(build, args.board)).name
     if args.check_only:
         res = bitstream.check_tcl(build, board)
         print(f"overlay Tcl for {board}: dry run in tclsh passed ({res['cells']} cells, {res['intf_nets']} "

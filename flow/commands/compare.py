@@ -109,19 +109,23 @@ def compare_png(reps: list, dirs: list, path) -> None:
 
 def run(args) -> int:
     from flow.commands.report import load_report
+    from flow.outputs import require_complete, staged_outputs
 
-    dirs = [Path(args.dir_a), Path(args.dir_b)]
+    dirs = [require_complete(Path(args.dir_a)), require_complete(Path(args.dir_b))]
     reps = [load_report(d) for d in dirs]
-    md = compare_markdown(reps, dirs)
-    print(md)
+    outs = None
     if args.out:
         out = Path(args.out)
-        png = out.with_suffix(".png")
-        for p in (out, png):
-            if p.exists() and not args.force:
-                raise AdderFlowError(f"{p} exists (use --force to overwrite)")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(md)
-        compare_png(reps, dirs, png)
-        print(f"adderflow compare: wrote {out} and {png}")
+        if out.suffix == ".png":
+            raise AdderFlowError(f"--out {out}: name the Markdown file (the chart is written beside it as .png)")
+        outs = [out, out.with_suffix(".png")]
+        # the builds compared are inputs: the table may not land on (or in) them
+        staged = staged_outputs(outs, args.force, inputs=dirs, what="--out")  # checks both before any work
+    md = compare_markdown(reps, dirs)
+    print(md)
+    if outs:
+        with staged as (tmp_md, tmp_png):
+            tmp_md.write_text(md)
+            compare_png(reps, dirs, tmp_png)
+        print(f"adderflow compare: wrote {outs[0]} and {outs[1]}")
     return 0

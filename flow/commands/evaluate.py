@@ -23,6 +23,7 @@ def add_arguments(parser):
     parser.add_argument("--limit", type=int, help="evaluate the first N samples only")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--json", metavar="OUT.json", help="write the result as JSON")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -45,6 +46,7 @@ def run(args) -> int:
     if is_qnet and not (qnet_dir / "qnet.json").exists():
         raise AdderFlowError(f"{qnet_dir}: folder has no qnet.json (write one with `adderflow quantize`)")
     data = args.data or _default_data(args.model)
+    json_out = _check_json_out(args, data)
     x, y = load_dataset(data, split=args.split, limit=args.limit)
     progress = not args.no_progress
     t0 = time.perf_counter()
@@ -96,10 +98,28 @@ def run(args) -> int:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
-    if args.json:
-        out = Path(args.json)
-        replaced = out.exists()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"{'replaced' if replaced else 'wrote'} {out}")
+    if json_out is not None:
+        _write_json(json_out, result, args.force)
     return 0
+
+
+def _json_inputs(args, data) -> list:
+    return [args.model, args.weights, data]
+
+
+def _check_json_out(args, data):
+    """--json is checked before the (long) evaluation: not an input, not a folder, no overwrite without --force."""
+    if not args.json:
+        return None
+    from flow.outputs import check_output
+
+    return check_output(args.json, args.force, inputs=_json_inputs(args, data), kind="file", what="--json")
+
+
+def _write_json(out: Path, result: dict, force: bool) -> None:
+    from flow.outputs import staged_output
+
+    replaced = out.exists()
+    with staged_output(out, force, kind="file", what="--json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'replaced' if replaced else 'wrote'} {out}")

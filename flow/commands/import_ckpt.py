@@ -17,21 +17,21 @@ def add_arguments(parser):
 def run(args) -> int:
     from flow.checkpoint import load_state_dict
     from flow.models import MODELS
+    from flow.outputs import check_output, staged_output
 
     out = Path(args.out)
     if args.model not in MODELS:
         raise AdderFlowError(f"unknown model '{args.model}' (choose from {', '.join(MODELS)})")
     if out.suffix not in (".keras", ".h5"):
         raise AdderFlowError(f"--out {out}: use a .keras (or .h5) file name")
-    if out.exists() and not args.force:
-        raise AdderFlowError(f"{out} exists; pass --force to overwrite it")
+    check_output(out, args.force, inputs=[args.pytorch], kind="file", what="--out")
     state_dict = load_state_dict(args.pytorch)
 
     from flow.importer import keras_from_state_dict
 
     model = keras_from_state_dict(state_dict, args.model, source=str(args.pytorch))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
+    with staged_output(out, args.force, inputs=[args.pytorch], kind="file", what="--out") as tmp:
+        model.save(tmp)
     n_params = sum(int(v.shape.num_elements()) for v in model.weights)
     print(f"imported {args.pytorch} as {args.model}: {len(model.layers)} layers, {n_params} values -> {out}")
     return 0

@@ -24,14 +24,16 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from flow.commands.quantize import check_out_dir, load_calibration
+    from flow.commands.quantize import load_calibration, out_dir
+    from flow.outputs import check_output
     from flow.qnet import QNetError, load
     from flow.quant.api import load_graph
     from flow.quant.calibrate import calibrate_cached, check_images
     from flow.quant.redistribution import QuantConfig, build_qnet
 
     out = Path(args.out)
-    check_out_dir(out, args.force)
+    inputs = [args.weights, args.calib, args.qnet]
+    check_output(out, args.force, inputs=inputs, kind="dir", what="--out")
     x = load_calibration(args.calib, args.calib_limit)
     graph = load_graph(args.model, args.weights)
     check_images(x, graph, str(args.calib))
@@ -43,8 +45,8 @@ def run(args) -> int:
             raise AdderFlowError(str(exc)) from None
     else:
         net = build_qnet(graph, stats, QuantConfig(bits=args.bits, bias_correction=False))
-    out.mkdir(parents=True, exist_ok=True)
-    written = plot_layers(graph, stats, net, out)
+    with out_dir(args, inputs, mark=False) as tmp:   # a folder of PNG files, not a build: no marker
+        written = plot_layers(graph, stats, net, tmp)
     print(f"wrote {len(written)} PNG files to {out}")
     return 0
 

@@ -82,16 +82,22 @@ def load_calibration(source, limit):
     return x
 
 
-def check_out_dir(out: Path, force: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise AdderFlowError(f"{out} exists; pass --force to overwrite it")
+def out_dir(args, inputs, mark: bool = True):
+    """--out of quantize/inspect: checked now (flow.outputs), written beside it and swapped in when done."""
+    from flow.outputs import staged_output
+
+    return staged_output(Path(args.out), args.force, inputs=[i for i in inputs if i], kind="dir", what="--out",
+                         mark=mark)
 
 
 def run(args) -> int:
     from flow.quant.redistribution import QuantConfig
 
     out = Path(args.out)
-    check_out_dir(out, args.force)
+    from flow.outputs import check_output
+
+    inputs = [args.weights, args.calib]
+    check_output(out, args.force, inputs=inputs, kind="dir", what="--out")   # before the (long) quantization
     cfg = QuantConfig(bits=args.bits, groups=args.groups, alpha=parse_alpha(args.alpha), method=args.method,
                       range_clamp=args.range_clamp, bias_correction=args.bias_correction,
                       bn_reestimation=args.bn_reestimation, affine_correction=args.affine_correction, bits_first=args.bits_first, bits_last=args.bits_last,
@@ -112,11 +118,11 @@ def run(args) -> int:
         recalibrate_bn(graph, x[:256])
     net = quantize_graph(graph, x, cfg, progress=True, cache=not args.no_cache)
     net.meta["calibration"].update(source=str(args.calib), weights=str(args.weights))
-    out.mkdir(parents=True, exist_ok=True)
-    net.save(out)
     summary = summarize(net)
-    (out / "quant_summary.json").write_text(json.dumps(summary, indent=1))
-    (out / "quant_summary.md").write_text(summary_markdown(summary))
+    with out_dir(args, inputs) as tmp:
+        net.save(tmp)
+        (tmp / "quant_summary.json").write_text(json.dumps(summary, indent=1))
+        (tmp / "quant_summary.md").write_text(summary_markdown(summary))
     print(f"quantized {args.model} ({net.meta['method']}, W{args.bits}A{args.bits}) -> {out}")
     print(summary_markdown(summary))
     return 0

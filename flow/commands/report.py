@@ -31,9 +31,10 @@ def load_report(directory) -> dict:
 
 
 def run(args) -> int:
+    from flow.outputs import require_complete
     from flow.report import build_report, render_files
 
-    d = Path(args.dir)
+    d = require_complete(Path(args.dir))
     rep = load_report(d)
     qdir = d / "qnet"
     retarget = args.board or args.clock_mhz or args.target_fps
@@ -50,13 +51,27 @@ def run(args) -> int:
         raise AdderFlowError(f"{qdir}: no saved network, so --board/--clock-mhz/--target-fps cannot re-estimate")
     else:
         how = "re-rendered from report.json"
-    paths = render_files(rep, d)
+    paths = _render_in_place(rep, d, render_files)
     print(f"adderflow report: {how}; wrote {', '.join(str(paths[k]) for k in ('json', 'md', 'png'))}")
     lat, res = rep.get("latency", {}), rep.get("resources", {})
     print(f"  source: {rep.get('source')}; latency {lat.get('cycles')} cycles, {lat.get('images_per_s') or 0:,.0f} "
           f"images/s ({lat.get('source')}); LUT {res.get('LUT')}, FF {res.get('FF')}, BRAM_18K {res.get('BRAM_18K')}, "
           f"DSP {res.get('DSP')} ({res.get('source')}); fits {rep.get('board_fit', {}).get('fits')}")
     return 0
+
+
+def _render_in_place(rep: dict, d: Path, render_files) -> dict:
+    """Render into a scratch folder inside the build, then move each file over the old one (os.replace is
+    atomic), so a failure while rendering (e.g. in the plot) leaves the previous report files whole."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=".report-", dir=d) as tmp:
+        paths = render_files(rep, tmp)
+        for k, p in paths.items():
+            os.replace(p, d / Path(p).name)
+            paths[k] = d / Path(p).name
+    return paths
 
 
 def _design_options(rep: dict) -> dict:

@@ -30,21 +30,25 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from flow.train import TrainConfig, summary_path, train
+    from flow.outputs import staged_outputs
+    from flow.train import TrainConfig, save, summary_path, train
 
     out = Path(args.out)
     if out.suffix not in (".keras", ".h5"):
         raise AdderFlowError(f"--out {out}: use a .keras (or .h5) file name")
-    for p in (out, summary_path(out)):
-        if p.exists() and not args.force:
-            raise AdderFlowError(f"{p} exists; pass --force to overwrite it")
+    # model and summary: both checked now, written beside their targets, swapped in after training
+    staged = staged_outputs([out, summary_path(out)], args.force, what="--out",
+                            inputs=[args.data, args.val_data, args.weights])
     cfg = TrainConfig(
         model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, adder_gradient=args.adder_gradient, eta=args.eta, seed=args.seed,
         augment=False if args.no_augment else None, val_data=args.val_data, limit=args.limit,
         init_weights=args.weights,
     )
-    model, result = train(cfg, out=out, progress=not args.no_progress)
+    with staged as (tmp_model, tmp_summary):
+        model, result = train(cfg, progress=not args.no_progress)
+        save(model, result, tmp_model)   # writes tmp_model and summary_path(tmp_model)
+        summary_path(tmp_model).replace(tmp_summary)
     from flow.models import is_adder_layer
 
     rule = f"{args.adder_gradient} gradient" if any(is_adder_layer(l) for l in model.layers) else "no adder layers"
