@@ -61,10 +61,9 @@ def parse_alpha(text):
 
 def load_calibration(source, limit):
     """Calibration images (uint8); NaN/inf or empty data is named before the loader's own checks."""
-    from flow.data import load_dataset
+    from flow.data import check_limit, load_dataset
 
-    if limit is not None and limit <= 0:
-        raise AdderFlowError(f"--calib-limit must be positive, got {limit}")
+    check_limit(limit, "--calib-limit")
     p = Path(str(source))
     if p.suffix == ".npz" and p.is_file():
         import numpy as np
@@ -90,6 +89,9 @@ def check_out_dir(out: Path, force: bool) -> None:
 def run(args) -> int:
     from flow.quant.redistribution import QuantConfig
 
+    from flow.data import check_limit
+
+    check_limit(args.calib_limit, "--calib-limit")
     out = Path(args.out)
     check_out_dir(out, args.force)
     cfg = QuantConfig(bits=args.bits, groups=args.groups, alpha=parse_alpha(args.alpha), method=args.method,
