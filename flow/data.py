@@ -25,6 +25,7 @@ DIGITS_TEST_FRACTION = 0.2
 
 _CIFAR_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 _CIFAR_TEST_BATCHES = ["test_batch"]
+CIFAR_CLASSES = 10
 
 
 def load_dataset(path, split: str | None = "test", limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -35,6 +36,7 @@ def load_dataset(path, split: str | None = "test", limit: int | None = None) -> 
     """
     if split not in (None, "train", "test"):
         raise AdderFlowError(f"unknown split '{split}' (choose train or test)")
+    check_limit(limit, "--limit")
     if isinstance(path, str) and path == DIGITS:
         x, y = _load_digits(split or "test")
         source = DIGITS
@@ -47,12 +49,36 @@ def load_dataset(path, split: str | None = "test", limit: int | None = None) -> 
         else:
             x, y = _load_npz(p)
         source = str(p)
+    _check_arrays(x, y, source)  # before the limit: a broken file stays broken when only its head is read
     if limit is not None:
-        if limit <= 0:
-            raise AdderFlowError(f"--limit must be positive, got {limit}")
         x, y = x[:limit], y[:limit]
-    _check_arrays(x, y, source)
     return x, y
+
+
+def check_limit(limit, option: str = "--limit") -> None:
+    """A sample count given on the command line: None (all) or a positive integer; `option` names the flag."""
+    if limit is not None and int(limit) <= 0:
+        raise AdderFlowError(f"{option} must be positive, got {limit}")
+
+
+def check_fits(x: np.ndarray, y: np.ndarray, input_shape, classes: int, source: str) -> None:
+    """Images and labels a network of this input shape and class count can be scored on, or one line.
+
+    Without it numpy broadcasting evaluates 1-channel images on a 3-channel network, and labels beyond
+    the classes count as silent misses (accuracy 0%)."""
+    want = tuple(None if s is None else int(s) for s in input_shape)  # None: a Keras model's free size
+    got = tuple(x.shape[1:])
+    if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want)):
+        hint = ""
+        if len(got) == 3 and got[1:] + got[:1] == want:
+            hint = " (channels-first? the network takes NHWC: transpose with x.transpose(0, 2, 3, 1))"
+        raise AdderFlowError(f"{source}: images have shape {got}, the network takes {want}{hint}")
+    _check_label_range(y, classes, source, f" (the network's {classes} classes)")
+
+
+def _check_label_range(y: np.ndarray, classes: int, source, why: str = "") -> None:
+    if y.size and (y.min() < 0 or y.max() >= classes):
+        raise AdderFlowError(f"{source}: labels must be 0..{classes - 1}{why}, got values in [{y.min()}, {y.max()}]")
 
 
 def preprocess(x_uint8: np.ndarray, dataset: str = "cifar10") -> np.ndarray:
@@ -107,13 +133,18 @@ def _load_npz(p: Path) -> tuple[np.ndarray, np.ndarray]:
         raise AdderFlowError(f"{p}: not a readable .npz ({exc})") from None
     if x.ndim != 4:
         raise AdderFlowError(f"{p}: x must be NHWC with 4 dimensions, got shape {x.shape}")
-    if x.dtype != np.uint8:
-        if np.issubdtype(x.dtype, np.integer) and x.size and (x.min() < 0 or x.max() > 255):
-            raise AdderFlowError(f"{p}: x must be uint8 pixels 0..255, got {x.dtype} in [{x.min()}, {x.max()}]")
-        if not np.issubdtype(x.dtype, np.integer):
-            raise AdderFlowError(f"{p}: x must be uint8 pixels, got {x.dtype}")
-        x = x.astype(np.uint8)
-    return x, _labels(y, p)
+    return _pixels(x, p, "x"), _labels(y, p)
+
+
+def _pixels(x: np.ndarray, source, what: str) -> np.ndarray:
+    """Integer pixels 0..255 as uint8; any other dtype or range is refused (astype would wrap 300 to 44)."""
+    if x.dtype == np.uint8:
+        return x
+    if not np.issubdtype(x.dtype, np.integer):
+        raise AdderFlowError(f"{source}: {what} must be uint8 pixels, got {x.dtype}")
+    if x.size and (x.min() < 0 or x.max() > 255):
+        raise AdderFlowError(f"{source}: {what} must be uint8 pixels 0..255, got {x.dtype} in [{x.min()}, {x.max()}]")
+    return x.astype(np.uint8)
 
 
 def _labels(y, source) -> np.ndarray:
@@ -122,6 +153,8 @@ def _labels(y, source) -> np.ndarray:
         y = y[:, 0]
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise AdderFlowError(f"{source}: y must be integer class labels of shape (N,), got {y.dtype} {y.shape}")
+    if y.size and y.min() < 0:
+        raise AdderFlowError(f"{source}: labels must be class indices >= 0, got {y.min()}")
     return y.astype(np.int64)
 
 
@@ -137,8 +170,8 @@ def _load_cifar_dir(d: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         try:
             with open(f, "rb") as fh:
                 batch = _CifarUnpickler(fh, encoding="bytes").load()
-        except AdderFlowError:
-            raise
+        except _RefusedGlobal as exc:
+            raise AdderFlowError(f"{f}: {exc}") from None
         except Exception as exc:  # a truncated or foreign pickle: say which file
             raise AdderFlowError(f"{f}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc})") from None
         if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
@@ -147,9 +180,15 @@ def _load_cifar_dir(d: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         if data.ndim != 2 or data.shape[1] != 3072:
             raise AdderFlowError(f"{f}: b'data' must be (N, 3072), got {data.shape}")
         # rows are CHW-flattened 32x32x3 images
-        xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.uint8))
-        ys.append(_labels(batch[b"labels"], f))
+        xs.append(_pixels(data, f, "b'data'").reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels = _labels(batch[b"labels"], f)
+        _check_label_range(labels, CIFAR_CLASSES, f)
+        ys.append(labels)
     return np.concatenate(xs), np.concatenate(ys)
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A CIFAR batch names a global outside the allow-list (e.g. os.system): the caller adds the file."""
 
 
 class _CifarUnpickler(pickle.Unpickler):
@@ -167,7 +206,8 @@ class _CifarUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise AdderFlowError(f"refusing to load {module}.{name} from a CIFAR batch file")
+        raise _RefusedGlobal(f"refusing to load {module}.{name} (not a CIFAR-10 python batch: it asks to "
+                             "import code, nothing was executed)")
 
 
 def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -121,3 +121,96 @@ def test_shared_cifar_subsets(cifar_test1k, cifar_train2k):
     x, y = data.load_dataset(cifar_test1k)
     assert x.shape == (1000, 32, 32, 3) and y.shape == (1000,) and 0 <= y.min() and y.max() == 9
     assert data.load_dataset(cifar_train2k)[0].shape == (2000, 32, 32, 3)
+
+
+def test_limit_does_not_hide_a_length_mismatch(tmp_path):
+    """6 images but 5 labels is a broken file even when --limit 3 would only look at the first 3."""
+    p = tmp_path / "mismatch.npz"
+    np.savez(p, x=np.zeros((6, 4, 4, 3), np.uint8), y=np.zeros(5, int))
+    with pytest.raises(AdderFlowError, match="6 images but 5 labels") as err:
+        data.load_dataset(p, limit=3)
+    assert str(p) in str(err.value)
+
+
+@pytest.mark.parametrize("limit", [0, -2])
+def test_bad_limit_is_refused_before_reading(tmp_path, limit):
+    with pytest.raises(AdderFlowError, match=f"--limit must be positive, got {limit}"):
+        data.load_dataset(tmp_path / "not-even-there.npz", limit=limit)
+    with pytest.raises(AdderFlowError, match=f"--calib-limit must be positive, got {limit}"):
+        data.check_limit(limit, "--calib-limit")
+
+
+def _write_batch(path, rows, labels):
+    with open(path, "wb") as f:
+        pickle.dump({b"data": rows, b"labels": labels, b"batch_label": b"x"}, f)
+
+
+def test_cifar_batch_with_pixels_above_255_is_refused_not_wrapped(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_cifar_batches(folder)
+    rows = np.zeros((2, 3072), np.int32)
+    rows[1, 7] = 300                                   # astype(uint8) would silently make this 44
+    _write_batch(folder / "test_batch", rows, [0, 1])
+    with pytest.raises(AdderFlowError, match=r"pixels 0\.\.255, got int32 in \[0, 300\]") as err:
+        data.load_dataset(folder, split="test")
+    assert str(folder / "test_batch") in str(err.value)
+    _write_batch(folder / "test_batch", rows.astype(np.float32), [0, 1])
+    with pytest.raises(AdderFlowError, match="test_batch: .*uint8 pixels, got float32"):
+        data.load_dataset(folder, split="test")
+
+
+def test_cifar_batch_with_int32_pixels_in_range_still_loads(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_cifar_batches(folder)
+    rows = np.arange(2 * 3072, dtype=np.int32).reshape(2, 3072) % 256
+    _write_batch(folder / "test_batch", rows, [3, 4])
+    x, y = data.load_dataset(folder, split="test")
+    assert x.dtype == np.uint8 and int(x.max()) == 255 and list(y) == [3, 4]
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch EVIL_RAN",))
+
+
+def test_malicious_cifar_pickle_is_refused_naming_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_cifar_batches(folder)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"evil": _Evil()}, f)
+    with pytest.raises(AdderFlowError) as err:
+        data.load_dataset(folder, split="test")
+    msg = str(err.value)
+    assert str(folder / "test_batch") in msg and "refusing to load" in msg and "system" in msg, msg
+    assert not (tmp_path / "EVIL_RAN").exists()
+
+
+def test_cifar_labels_outside_0_to_9_are_refused(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_cifar_batches(folder)
+    _write_batch(folder / "test_batch", np.zeros((2, 3072), np.uint8), [0, 10])
+    with pytest.raises(AdderFlowError, match=r"test_batch: labels must be 0\.\.9, got values in \[0, 10\]"):
+        data.load_dataset(folder, split="test")
+
+
+def test_negative_labels_are_refused(tmp_path):
+    p = tmp_path / "neg.npz"
+    np.savez(p, x=np.zeros((2, 4, 4, 3), np.uint8), y=np.array([0, -1]))
+    with pytest.raises(AdderFlowError, match=r"neg.npz: labels must be class indices >= 0, got -1"):
+        data.load_dataset(p)
+
+
+@pytest.mark.parametrize("shape,fragment", [
+    ((2, 8, 8, 1), r"images have shape \(8, 8, 1\), the network takes \(8, 8, 3\)"),
+    ((2, 16, 16, 3), r"images have shape \(16, 16, 3\), the network takes \(8, 8, 3\)"),
+    ((2, 3, 8, 8), r"channels-first\?"),
+])
+def test_check_fits_names_source_and_shapes(shape, fragment):
+    with pytest.raises(AdderFlowError, match=fragment) as err:
+        data.check_fits(np.zeros(shape, np.uint8), np.zeros(shape[0], np.int64), (8, 8, 3), 10, "d.npz")
+    assert str(err.value).startswith("d.npz: ")
+    with pytest.raises(AdderFlowError, match=r"d.npz: labels must be 0\.\.9 .*10 classes.*got values in \[0, 12\]"):
+        data.check_fits(np.zeros((2, 8, 8, 3), np.uint8), np.array([0, 12]), (8, 8, 3), 10, "d.npz")
+    data.check_fits(np.zeros((2, 8, 8, 3), np.uint8), np.array([0, 9]), (8, 8, 3), 10, "d.npz")

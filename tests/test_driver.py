@@ -73,6 +73,8 @@ def test_buffers_are_reused_across_calls_and_freed_on_close(overlay):
     (np.zeros((2, 3, 32, 32), np.uint8), r"shape \(N, 32, 32, 3\).*channels-first"),
     (np.zeros((2, 28, 28, 1), np.uint8), r"got \(2, 28, 28, 1\)"),
     (np.zeros((0, 32, 32, 3), np.uint8), "empty batch"),
+    ([], r"empty batch: no images \(got an empty list"),   # was "got float64" (numpy's dtype of [])
+    (np.zeros((0,)), "empty batch"),
     (np.full((1, 32, 32, 3), np.nan), r"contain NaN \(3072 values"),
     ([[1, 2], [3]], "cannot be read as an array"),
 ])
@@ -274,3 +276,79 @@ def test_a_refused_transfer_is_a_dma_error_and_frees_buffers(stock_build_dir):
         ov.predict_int(_images(2))
     assert len(ov.allocator.live) == 0
     np.testing.assert_array_equal(ov.predict_int(_images(2)), golden.predict_int(ov.qnet, _images(2)))
+
+
+# ---- sizes are checked, never replaced by defaults -------------------------------------------------
+@pytest.mark.parametrize("call", [
+    lambda ov: ov.predict(_images(2), batch_size=0),
+    lambda ov: ov.predict_int(_images(2), batch_size=-1),
+    lambda ov: ov.classify(_images(2), batch_size=0),
+    lambda ov: ov.execute(ov.qnet.quantize_input(_images(2)), batch_size=0),
+    lambda ov: ov.throughput_test(batch_size=0),
+    lambda ov: ov.predict(_images(2), batch_size=2.5),
+])
+def test_batch_size_zero_is_an_error_not_the_default(overlay, call):
+    with pytest.raises(InputError, match=r"batch_size must be an integer >= 1, got (0|-1|2\.5)"):
+        call(overlay)
+    assert overlay.accel.calls == 0
+
+
+@pytest.mark.parametrize("n", [0, -5])
+def test_throughput_n_images_zero_is_an_error(overlay, n):
+    with pytest.raises(InputError, match=f"n_images must be an integer >= 1, got {n}"):
+        overlay.throughput_test(n_images=n)
+    assert overlay.accel.calls == 0
+
+
+def test_constructor_batch_size_zero_is_an_error(stock_build_dir):
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1, got 0"):
+        open_overlay(stock_build_dir, mode="emulation", batch_size=0)
+
+
+def test_throughput_n_images_and_batch_size_are_both_honoured(overlay):
+    """12 images in batches of 4: three accelerator calls per timed run, all 12 counted."""
+    before = overlay.accel.calls
+    res = overlay.throughput_test(n_images=12, batch_size=4, repeats=2)
+    assert res["n_images"] == 12 and res["batch_size"] == 4
+    assert overlay.accel.calls - before == 3 * (1 + 2)          # warm-up + 2 repeats
+    assert res["throughput_images_per_s"] == pytest.approx(12 / res["runtime_s"])
+    with pytest.raises(InputError, match="n_images=12 but only 5 images were given"):
+        overlay.throughput_test(n_images=12, images=_images(5))
+
+
+def test_throughput_test_has_finns_keys(overlay):
+    res = overlay.throughput_test(batch_size=8, repeats=2)
+    finn = ["runtime[ms]", "throughput[images/s]", "DRAM_in_bandwidth[MB/s]", "DRAM_out_bandwidth[MB/s]",
+            "batch_size", "pack_input[ms]", "copy_input_data_to_device[ms]", "copy_output_data_from_device[ms]",
+            "unpack_output[ms]"]
+    assert all(k in res for k in finn), sorted(res)
+    assert res["runtime[ms]"] == pytest.approx(1e3 * res["runtime_s"])
+    assert res["throughput[images/s]"] == pytest.approx(res["throughput_images_per_s"])
+    bytes_in = 8 * overlay.input_layout.bytes_per_image
+    bytes_out = 8 * overlay.output_layout.bytes_per_image
+    assert res["DRAM_in_bandwidth[MB/s]"] == pytest.approx(1e-6 * bytes_in / res["runtime_s"])
+    assert res["DRAM_out_bandwidth[MB/s]"] == pytest.approx(1e-6 * bytes_out / res["runtime_s"])
+    assert all(res[k] >= 0 for k in finn)
+    assert "fclk[mhz]" not in res                               # no PL clock in the emulation
+    # FINN's fold/unfold are reshapes this driver does not do: not reported rather than faked
+    assert "fold_input[ms]" not in res and "unfold_output[ms]" not in res
+
+
+def test_board_throughput_reports_the_pl_clock(fake_pynq, stock_build_dir, tmp_path):
+    from flow.driver.overlay import AdderNetOverlay
+    fake_pynq.Clocks = types.SimpleNamespace(fclk0_mhz=100.0)
+    ov = AdderNetOverlay(_package_dir(tmp_path, stock_build_dir), batch_size=4)
+    assert ov.throughput_test(repeats=1)["fclk[mhz]"] == 100.0
+    ov.close()
+
+
+def test_open_overlay_says_when_it_falls_back_to_the_emulation(stock_build_dir, capsys, monkeypatch):
+    monkeypatch.delenv("ADDERFLOW_DRIVER", raising=False)
+    ov = open_overlay(stock_build_dir, batch_size=4)            # auto: no PYNQ board on this machine
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ov.is_emulation
+    assert len(err) == 1 and "emulation" in err[0] and str(stock_build_dir) in err[0], err
+    assert "no PYNQ board" in err[0]
+    ov.close()
+    open_overlay(stock_build_dir, mode="emulation", batch_size=4).close()   # asked for: nothing to say
+    assert capsys.readouterr().err == ""

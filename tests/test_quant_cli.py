@@ -97,3 +97,12 @@ def test_python_api_resnet20_cnn_seeded(tmp_path):
     assert net.op("layer2_0_downsample_0").kind == "conv2d"
     logits = golden.predict(net, x[:4])
     assert logits.shape == (4, 10) and np.all(np.isfinite(logits)) and np.ptp(logits) > 0
+
+
+@pytest.mark.parametrize("command", ["quantize", "inspect"])
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_calib_limit_is_named_and_nothing_is_written(tmp_path, digits_npz, capsys, command, limit):
+    out = tmp_path / "out"
+    rc = main([command, "--model", "adder_small", "--calib", str(digits_npz), "--calib-limit", limit, "--out", str(out)])
+    one_error_line(capsys, rc, f"--calib-limit must be positive, got {limit}")
+    assert not out.exists()

@@ -39,8 +39,11 @@ def _default_data(model: str) -> str:
 
 
 def run(args) -> int:
-    from flow.data import dataset_kind, load_dataset
+    from flow.data import check_fits, check_limit, dataset_kind, load_dataset
 
+    # sizes first: nothing is read or written when a flag is out of range
+    check_limit(args.limit, "--limit")
+    check_limit(args.batch_size, "--batch-size")
     qnet_dir = Path(args.model)
     is_qnet = qnet_dir.is_dir()
     if is_qnet and not (qnet_dir / "qnet.json").exists():
@@ -55,6 +58,7 @@ def run(args) -> int:
 
         try:
             net = qnet.load(qnet_dir)
+            check_fits(x, y, net.tensors[net.input].shape, int(np.prod(net.output_spec.shape)), str(data))
             logits = np.asarray(golden.predict(net, x, batch_size=args.batch_size, progress=progress))
         except qnet.QNetError as exc:
             raise AdderFlowError(f"{qnet_dir}: {exc}") from None
@@ -73,6 +77,7 @@ def run(args) -> int:
             if not args.weights:
                 raise AdderFlowError("--weights is required with a model name (a .pth or .keras file)")
             model = load_weights_any(args.model, args.weights)
+        check_fits(x, y, tuple(model.input_shape[1:]), int(model.output_shape[-1]), str(data))
         logits = predict_logits(model, preprocess(x, dataset_kind(x)), args.batch_size, progress)
         kind, model_label, weights = "float (Keras)", model.name, str(args.weights or args.model)
     seconds = time.perf_counter() - t0

@@ -61,10 +61,9 @@ def parse_alpha(text):
 
 def load_calibration(source, limit):
     """Calibration images (uint8); NaN/inf or empty data is named before the loader's own checks."""
-    from flow.data import load_dataset
+    from flow.data import check_limit, load_dataset
 
-    if limit is not None and limit <= 0:
-        raise AdderFlowError(f"--calib-limit must be positive, got {limit}")
+    check_limit(limit, "--calib-limit")
     p = Path(str(source))
     if p.suffix == ".npz" and p.is_file():
         import numpy as np
@@ -93,6 +92,9 @@ def out_dir(args, inputs, mark: bool = True):
 def run(args) -> int:
     from flow.quant.redistribution import QuantConfig
 
+    from flow.data import check_limit
+
+    check_limit(args.calib_limit, "--calib-limit")
     out = Path(args.out)
     from flow.outputs import check_output
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from flow.driver.errors import DmaError, DmaTimeoutError, DriverError, InputError, OverlayFileError
@@ -46,7 +47,13 @@ def open_overlay(path, mode: str | None = None, **kwargs):
         raise OverlayFileError(f"{p}: no board here and no hls_prj/ to emulate: open the build folder written by "
                                "`adderflow hls` on a PC, or run on the PYNQ board")
     from flow.driver.emulation import EmulatedOverlay
-    return EmulatedOverlay(p, **kwargs)
+    ov = EmulatedOverlay(p, **kwargs)
+    if mode == "auto":  # the user did not ask for the emulation: say so, its timings are not the board's
+        why = "pynq is not installed" if importlib.util.find_spec("pynq") is None else "no FPGA manager"
+        print(f"adderflow driver: no PYNQ board here ({why}): using the emulation (C simulation of {p / 'hls_prj'}); "
+              f"timings are host C-simulation speed, not the board's (set {MODE_ENV}=emulation to silence this)",
+              file=sys.stderr, flush=True)
+    return ov
 
 
 def __getattr__(name):

@@ -26,14 +26,21 @@ DMA_ERRORS = ((0x10, "internal error, e.g. more stream data than the buffer or n
               (0x20, "slave error, memory not accessible"), (0x40, "decode error, invalid address"))
 
 
+def check_count(value, name: str) -> int:
+    """A batch size or image count given by the caller: an integer >= 1 (0 is an error, not 'the default')."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+    if not ok:
+        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
 class InferenceEngine:
     is_emulation = False
     description = "board"
 
     def _engine_init(self, qnet, dma, accel, allocate, registers=None, word_bits=64, batch_size=64,
                      timeout_s=DEFAULT_TIMEOUT_S):
-        if int(batch_size) < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = check_count(batch_size, "batch_size")
         self.qnet = qnet
         self.dma, self.accel, self._allocate = dma, accel, allocate
         self.registers = dict(registers or DEFAULT_REGISTERS)
@@ -54,8 +61,9 @@ class InferenceEngine:
 
     def predict_int(self, images_uint8, batch_size: int | None = None) -> np.ndarray:
         """Integer logits exactly as the accelerator computes them (int64, (N, classes))."""
+        batch = self._batch(batch_size)
         images = self.check_images(images_uint8)
-        return self._run(images, batch_size, quantize=True)
+        return self._run(images, batch, quantize=True)
 
     def classify(self, images_uint8, batch_size: int | None = None) -> np.ndarray:
         """Predicted class index per image."""
@@ -63,44 +71,74 @@ class InferenceEngine:
 
     def execute(self, x_int, batch_size: int | None = None) -> np.ndarray:
         """Already-quantised network input (N, H, W, C) integers -> integer logits (the raw accelerator call)."""
+        batch = self._batch(batch_size)
         x = np.asarray(x_int)
+        if x.size == 0 and x.ndim <= 1:
+            raise InputError(f"empty batch: no quantised input (got {_empty_what(x_int)})")
         if not np.issubdtype(x.dtype, np.integer):
             raise InputError(f"execute() takes the quantised integer input, got {x.dtype} (use predict() for images)")
         x = self._check_shape(x, what="quantised input")
-        return self._run(x, batch_size, quantize=False)
+        return self._run(x, batch, quantize=False)
 
     def throughput_test(self, n_images: int | None = None, batch_size: int | None = None, repeats: int = 3,
                         images=None, seed: int = 0) -> dict:
-        """Time batches of `batch_size` images `repeats` times (after one warm-up batch).
+        """Time `n_images` images in accelerator calls of `batch_size`, `repeats` times (after one warm-up).
 
-        `throughput_images_per_s`/`latency_ms_per_image` count the DMA + accelerator time of a batch
-        (as FINN's throughput_test does); `end_to_end_images_per_s` adds quantisation and packing."""
-        batch = int(batch_size or n_images or self.batch_size)
+        n_images defaults to batch_size, else len(images), else the overlay's batch size; batch_size
+        defaults to n_images (one call, as FINN's throughput_test). `throughput_images_per_s` and
+        `latency_ms_per_image` count the DMA + accelerator time (FINN's runtime); `end_to_end_images_per_s`
+        adds quantisation, packing and the buffer copies. FINN's key names are returned as well
+        ("runtime[ms]", "throughput[images/s]", "DRAM_in_bandwidth[MB/s]", ...; "fclk[mhz]" on the board;
+        no fold/unfold: this driver packs NHWC directly, there is no folded shape)."""
+        if n_images is not None:
+            n = check_count(n_images, "n_images")
+        elif batch_size is not None:
+            n = check_count(batch_size, "batch_size")
+        elif images is not None:
+            n = max(1, len(np.asarray(images)))   # an empty array is refused by check_images below
+        else:
+            n = self.batch_size
+        batch = check_count(n if batch_size is None else batch_size, "batch_size")
+        repeats = check_count(repeats, "repeats")
         if images is None:
-            images = np.random.default_rng(seed).integers(0, 256, (batch,) + self.input_shape, dtype=np.uint8)
-        images = self.check_images(images)[:batch]
-        batch = len(images)
+            images = np.random.default_rng(seed).integers(0, 256, (n,) + self.input_shape, dtype=np.uint8)
+        images = self.check_images(images)
+        if len(images) < n:
+            raise InputError(f"n_images={n} but only {len(images)} images were given")
+        images = images[:n]
         self.predict_int(images, batch)                       # warm-up: buffers allocated, caches hot
 
         def timed():
-            acc, total = [], []
-            for _ in range(max(1, int(repeats))):
+            runs = []
+            for _ in range(repeats):
                 t0 = time.perf_counter()
                 self.predict_int(images, batch)
-                total.append(time.perf_counter() - t0)
-                acc.append(self.last_timing["accelerator_s"])
-            return acc, total
+                runs.append(dict(self.last_timing, total_s=time.perf_counter() - t0))
+            return runs
 
-        (acc, total), power_w = self._measure_power(timed)
-        runtime = float(np.median(acc))
-        res = {"backend": self.description, "batch_size": batch, "repeats": int(repeats),
-               "runtime_s": runtime, "throughput_images_per_s": batch / runtime,
-               "latency_ms_per_image": 1e3 * runtime / batch,
-               "end_to_end_images_per_s": batch / float(np.median(total)),
-               "pack_ms": 1e3 * self.last_timing["pack_s"], "unpack_ms": 1e3 * self.last_timing["unpack_s"]}
+        runs, power_w = self._measure_power(timed)
+        # the median run by accelerator time, so every per-stage figure comes from the same run
+        run = sorted(runs, key=lambda r: r["accelerator_s"])[(len(runs) - 1) // 2]
+        runtime = run["accelerator_s"]
+        res = {"backend": self.description, "n_images": n, "batch_size": batch, "repeats": repeats,
+               "runtime_s": runtime, "throughput_images_per_s": n / runtime,
+               "latency_ms_per_image": 1e3 * runtime / n,
+               "end_to_end_images_per_s": n / float(np.median([r["total_s"] for r in runs])),
+               "pack_ms": 1e3 * run["pack_s"], "unpack_ms": 1e3 * run["unpack_s"],
+               # FINN's names (finn/qnn-data/templates/driver/driver_base.py), same meaning
+               "runtime[ms]": 1e3 * runtime, "throughput[images/s]": n / runtime,
+               "DRAM_in_bandwidth[MB/s]": 1e-6 * n * self.input_layout.bytes_per_image / runtime,
+               "DRAM_out_bandwidth[MB/s]": 1e-6 * n * self.output_layout.bytes_per_image / runtime,
+               "pack_input[ms]": 1e3 * run["pack_s"],
+               "copy_input_data_to_device[ms]": 1e3 * run["copy_in_s"],
+               "copy_output_data_from_device[ms]": 1e3 * run["copy_out_s"],
+               "unpack_output[ms]": 1e3 * run["unpack_s"]}
+        fclk = self._fclk_mhz()
+        if fclk is not None:
+            res["fclk[mhz]"] = fclk
         if power_w is not None:
             res["power_w"] = power_w
-            res["energy_mj_per_image"] = 1e3 * power_w * runtime / batch
+            res["energy_mj_per_image"] = 1e3 * power_w * runtime / n
         return res
 
     def free_buffers(self) -> None:
@@ -127,6 +165,8 @@ class InferenceEngine:
             x = np.asarray(images)
         except Exception as exc:  # ragged lists and the like
             raise InputError(f"images cannot be read as an array: {exc}") from None
+        if x.size == 0 and x.ndim <= 1:   # [] becomes float64 in numpy: say "empty", not "got float64"
+            raise InputError(f"empty batch: no images (got {_empty_what(images)}), nothing to run")
         if np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.complexfloating):
             nan = np.isnan(x)
             if nan.any():
@@ -154,21 +194,25 @@ class InferenceEngine:
         return x
 
     # ---- the accelerator call ------------------------------------------------------------------
-    def _run(self, x: np.ndarray, batch_size: int | None, quantize: bool) -> np.ndarray:
-        batch = int(batch_size or self.batch_size)
-        if batch < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch}")
+    def _batch(self, batch_size) -> int:
+        """The per-call batch: the overlay's when None; 0 or a negative size is an error, not the default."""
+        return self.batch_size if batch_size is None else check_count(batch_size, "batch_size")
+
+    def _run(self, x: np.ndarray, batch: int, quantize: bool) -> np.ndarray:
         outs = []
+        # last_timing covers the whole call (all chunks): {pack, copy_in, accelerator (DMA + IP), copy_out, unpack}
+        timing = dict.fromkeys(("pack_s", "copy_in_s", "accelerator_s", "copy_out_s", "unpack_s"), 0.0)
         for i in range(0, len(x), batch):
             chunk = x[i:i + batch]
             t0 = time.perf_counter()
             q = self.qnet.quantize_input(chunk) if quantize else chunk
             packed = pack(q, self.input_layout)
-            t1 = time.perf_counter()
-            raw = self._transfer(packed, len(chunk), batch)
+            timing["pack_s"] += time.perf_counter() - t0
+            raw = self._transfer(packed, len(chunk), batch, timing)
             t2 = time.perf_counter()
             outs.append(unpack(raw, self.output_layout, len(chunk)))
-            self.last_timing = {"pack_s": t1 - t0, "accelerator_s": t2 - t1, "unpack_s": time.perf_counter() - t2}
+            timing["unpack_s"] += time.perf_counter() - t2
+        self.last_timing = timing
         return np.concatenate(outs)
 
     def _ensure_buffers(self, n_images: int) -> None:
@@ -180,11 +224,15 @@ class InferenceEngine:
         self._out_buf = self._allocate(shape=(n_images * self.output_layout.bytes_per_image,), dtype=np.uint8)
         self._buf_images = n_images
 
-    def _transfer(self, packed: np.ndarray, n: int, capacity: int) -> np.ndarray:
+    def _transfer(self, packed: np.ndarray, n: int, capacity: int, timing: dict | None = None) -> np.ndarray:
+        timing = {} if timing is None else timing
+        t0 = time.perf_counter()
         self._ensure_buffers(max(capacity, n))
         nin, nout = n * self.input_layout.bytes_per_image, n * self.output_layout.bytes_per_image
         self._in_buf[:nin] = packed.reshape(-1)
         self._in_buf.flush()
+        t1 = time.perf_counter()
+        timing["copy_in_s"] = timing.get("copy_in_s", 0.0) + t1 - t0
         send, recv = self.dma.sendchannel, self.dma.recvchannel
         try:
             self.accel.write(self.registers["n_images"], n)
@@ -200,8 +248,12 @@ class InferenceEngine:
         except RuntimeError as exc:  # pynq refuses a transfer on a channel left busy or stopped
             self._recover()
             raise DmaError(f"DMA refused the transfer of {n} images: {exc} (channels reset, buffers freed)") from None
+        t2 = time.perf_counter()
+        timing["accelerator_s"] = timing.get("accelerator_s", 0.0) + t2 - t1
         self._out_buf.invalidate()
-        return np.array(self._out_buf[:nout], copy=True)
+        out = np.array(self._out_buf[:nout], copy=True)
+        timing["copy_out_s"] = timing.get("copy_out_s", 0.0) + time.perf_counter() - t2
+        return out
 
     def _wait(self, channel, what: str, deadline: float, n: int) -> None:
         while not channel.idle:
@@ -245,3 +297,14 @@ class InferenceEngine:
     def _measure_power(self, fn):
         """(fn(), mean power in W or None); the board overlay overrides this where PMBus exists."""
         return fn(), None
+
+    def _fclk_mhz(self):
+        """The PL clock in MHz, or None (the emulation has none); the board overlay reads pynq's Clocks."""
+        return None
+
+
+def _empty_what(obj) -> str:
+    """How an empty input is described: 'an empty list' for [], else its array shape."""
+    if isinstance(obj, (list, tuple)):
+        return f"an empty {type(obj).__name__}"
+    return f"an array of shape {np.shape(obj)}"

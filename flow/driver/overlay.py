@@ -52,6 +52,13 @@ class AdderNetOverlay(pynq.Overlay, InferenceEngine):
         main = [r for n, r in with_power.items() if n.upper() in INPUT_RAIL_NAMES]
         return main[:1] or list(with_power.values())
 
+    def _fclk_mhz(self):
+        """fclk0, the clock the PS feeds the accelerator (FINN reports the same); None if pynq has no Clocks."""
+        try:
+            return float(pynq.Clocks.fclk0_mhz)
+        except Exception:  # an older pynq or a platform without PS clocks: the key is left out
+            return None
+
     def _measure_power(self, fn):
         rails = self.power_rails()
         if not rails:

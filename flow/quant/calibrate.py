@@ -3,13 +3,17 @@
 Activation ranges follow the authors' outlier clamp: per batch of 128 images, the value of sorted |x|
 at index round(alpha * (n - 1)) (paper, appendix A.3), and the maximum over batches. Ranges for a set
 of alphas are recorded in one pass so alpha can be swept without re-running the float network.
-Stats are cached on disk keyed by a hash of the weights, the images and the alphas.
+Stats are cached on disk keyed by a hash of the weights, the images and the alphas; the cache only
+saves time, so a damaged file or an unwritable folder is a miss with one warning line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,12 +184,47 @@ def calibrate_cached(graph: fgraph.FloatGraph, images: np.ndarray, alphas=ALPHAS
     key.update(np.ascontiguousarray(images).tobytes())
     folder = Path(cache) if cache is not None else cache_dir() / "calibration"
     path = folder / f"{graph.name}_{key.hexdigest()[:16]}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            return CalibStats.from_arrays(z)
+    cached = _read_cache(path)
+    if cached is not None:
+        return cached
     stats = calibrate(graph, images, alphas, progress=progress)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **stats.to_arrays())
-    tmp.replace(path)
+    _write_cache(path, stats)
     return stats
+
+
+def _cache_warning(text: str) -> None:
+    # the cache only saves time: a problem with it is one line on stderr, never a failed run
+    print(f"adderflow: WARNING: calibration cache {text}", file=sys.stderr, flush=True)
+
+
+def _read_cache(path: Path) -> CalibStats | None:
+    """The stats stored at `path`, or None (absent, or unreadable: truncated, foreign, wrong version)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return CalibStats.from_arrays(z)
+    except Exception as exc:  # BadZipFile, EOFError, KeyError of a missing array, OSError, ValueError...
+        _cache_warning(f"{path} is unreadable ({type(exc).__name__}: {exc}); recalibrating and rewriting it")
+        return None
+
+
+def _write_cache(path: Path, stats: CalibStats) -> None:
+    """Store atomically: a temp file unique to this writer in the same folder, then os.replace, so
+    concurrent runs of the same key each replace a complete file and a reader never sees half of one."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **stats.to_arrays())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        _cache_warning(f"not written to {path.parent} ({exc.strerror or exc}); the stats are not cached")
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
