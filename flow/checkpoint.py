@@ -136,6 +136,15 @@ def load_checkpoint(path) -> object:
         raise AdderFlowError(f"{path}: corrupt or unreadable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
 
 
+DATA_PARALLEL_PREFIX = "module."
+
+
+def strip_module_prefix(state_dict: dict) -> dict:
+    """The state dict without the `module.` that `torch.nn.DataParallel` puts before every key."""
+    n = len(DATA_PARALLEL_PREFIX)
+    return {k[n:] if k.startswith(DATA_PARALLEL_PREFIX) else k: v for k, v in state_dict.items()}
+
+
 def load_state_dict(path) -> dict[str, np.ndarray]:
     """A flat {name: array} state dict; unwraps {'state_dict': ...} and strips DataParallel's `module.`."""
     obj = load_checkpoint(path)
@@ -147,7 +156,8 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
     for k, v in obj.items():
         if not isinstance(v, np.ndarray):
             continue  # e.g. num_batches_tracked saved as python int in some versions
-        out[k[len("module."):] if k.startswith("module.") else k] = v
+        out[k] = v
+    out = strip_module_prefix(out)
     if not out:
         raise AdderFlowError(f"{path}: checkpoint holds no tensors")
     return out

@@ -63,8 +63,10 @@ def _layer_tensors(layer) -> list[tuple[str, str, object]] | None:
 
 def assign_state_dict(model, state_dict: dict, source: str = "checkpoint") -> None:
     """Copy every tensor of `state_dict` into `model`; any missing, extra or mis-shaped tensor is an error."""
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    from flow.checkpoint import strip_module_prefix
     from flow.models import is_adder_layer
+
+    sd = strip_module_prefix(state_dict)
 
     if any(is_adder_layer(l) for l in model.layers) and not any(k.endswith(".adder") for k in sd):
         raise AdderFlowError(

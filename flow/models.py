@@ -7,6 +7,7 @@ BatchNorm uses PyTorch's epsilon 1e-5 and momentum 0.1 (Keras momentum 0.9).
 
 from __future__ import annotations
 
+from flow.constants import BN_EPSILON
 from flow.errors import AdderFlowError
 
 MODELS = {
@@ -17,7 +18,6 @@ MODELS = {
 
 DEFAULT_INPUT_SHAPES = {"resnet20": (32, 32, 3), "resnet20_cnn": (32, 32, 3), "adder_small": (8, 8, 1)}
 
-BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
 
