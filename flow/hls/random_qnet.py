@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from flow.kernels import out_size
+from flow.models import RESNET20_INPUT_SHAPE, RESNET20_STEM, resnet20_blocks
 from flow.qnet import Op, QNet, TensorSpec
 
 
@@ -50,9 +51,10 @@ class QNetBuilder:
                 {"weight": weight.astype(np.int64)})
         return self._add(op, self.conv_out_shape(x, kh, kw, stride, pads, cout))
 
-    def adder2d(self, name, x, weight, stride, pads, group_of_channel, group_in_mult, group_in_shift, out=None):
+    def adder2d(self, name, x, weight, stride, pads, group_of_channel, group_in_mult, group_in_shift, out=None,
+                attrs=None):
         kh, kw, _, cout = weight.shape
-        op = Op("adder2d", name, [x], out or name, {"stride": int(stride), "pads": [int(p) for p in pads]},
+        op = Op("adder2d", name, [x], out or name, {"stride": int(stride), "pads": [int(p) for p in pads], **(attrs or {})},
                 {"weight": weight.astype(np.int64), "group_of_channel": np.asarray(group_of_channel, np.int64),
                  "group_in_mult": np.asarray(group_in_mult, np.int64),
                  "group_in_shift": np.asarray(group_in_shift, np.int64)})
@@ -184,10 +186,10 @@ def random_input(net: QNet, n: int, seed: int = 0) -> np.ndarray:
 
 
 def resnet20_shaped_qnet(bits: int = 4, seed: int = 0, groups: int = 4, num_classes: int = 10) -> QNet:
-    """A random QNet with exactly ResNet-20's topology and shapes (until a quantized checkpoint exists)."""
+    """A random QNet with exactly ResNet-20's topology and shapes (`flow.models.resnet20_blocks`)."""
     rng = np.random.default_rng(seed)
     act_hi = (1 << bits) - 1
-    qb = QNetBuilder((32, 32, 3))
+    qb = QNetBuilder(RESNET20_INPUT_SHAPE)
 
     def rq(name, inputs, c, negate_first):
         m, bb, s = random_requant_params(rng, [qb.bounds[t] for t in inputs], c, 0, act_hi, negate_first)
@@ -203,20 +205,18 @@ def resnet20_shaped_qnet(bits: int = 4, seed: int = 0, groups: int = 4, num_clas
         pads = (1, 1, 1, 1) if k == 3 else (0, 0, 0, 0)
         return qb.adder2d(name, x, wt, stride, pads, rng.integers(0, g, cout), gmult, gshift)
 
-    x = qb.conv2d("conv1", "input", rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(3, 3, 3, 16)), 1,
-                  (1, 1, 1, 1))
-    x = rq("bn1", [x], 16, False)
-    for stage, (planes, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
-        for i in range(3):
-            s = stride if i == 0 else 1
-            name = f"layer{stage}_{i}"
-            y = adder(f"{name}_conv1", x, planes, 3, s)
-            y = rq(f"{name}_bn1", [y], planes, True)
-            y = adder(f"{name}_conv2", y, planes, 3, 1)
-            sc = adder(f"{name}_downsample_0", x, planes, 1, s) if (s != 1 or qb.shape(x)[-1] != planes) else x
-            x = rq(f"{name}_bn2", [y, sc], planes, True)
+    x = qb.conv2d("conv1", "input", rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(3, 3, RESNET20_INPUT_SHAPE[-1], RESNET20_STEM)),
+                  1, (1, 1, 1, 1))
+    x = rq("bn1", [x], RESNET20_STEM, False)
+    for blk in resnet20_blocks():
+        name, planes, s = blk.name, blk.planes, blk.stride
+        y = adder(f"{name}_conv1", x, planes, 3, s)
+        y = rq(f"{name}_bn1", [y], planes, True)
+        y = adder(f"{name}_conv2", y, planes, 3, 1)
+        sc = adder(f"{name}_downsample_0", x, planes, 1, s) if blk.downsample else x
+        x = rq(f"{name}_bn2", [y, sc], planes, True)
     x = qb.global_sum_pool("avgpool", x)
-    x = qb.dense("fc", x, rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(64, num_classes)))
+    x = qb.dense("fc", x, rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(qb.shape(x)[-1], num_classes)))
     m, bb, s = random_requant_params(rng, [qb.bounds[x]], num_classes, -(1 << 15), (1 << 15) - 1)
     qb.requant("logits", [x], m, bb, s, 16, True)
     net = qb.build()
