@@ -279,6 +279,15 @@ def check_weight_values(state_dict: dict, source: str) -> None:
                                  f"({int(bad.sum())} value(s) non-finite or |w| >= {MAX_ABS_WEIGHT:g})")
 
 
+DATA_PARALLEL_PREFIX = "module."
+
+
+def strip_module_prefix(state_dict: dict) -> dict:
+    """The state dict without the `module.` that `torch.nn.DataParallel` puts before every key."""
+    n = len(DATA_PARALLEL_PREFIX)
+    return {k[n:] if k.startswith(DATA_PARALLEL_PREFIX) else k: v for k, v in state_dict.items()}
+
+
 def load_state_dict(path) -> dict[str, np.ndarray]:
     """A flat {name: array} state dict; unwraps {'state_dict': ...} and strips DataParallel's `module.`."""
     obj = load_checkpoint(path)
@@ -290,7 +299,8 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
     for k, v in obj.items():
         if not isinstance(v, np.ndarray):
             continue  # e.g. num_batches_tracked saved as python int in some versions
-        out[k[len("module."):] if k.startswith("module.") else k] = v
+        out[k] = v
+    out = strip_module_prefix(out)
     if not out:
         raise AdderFlowError(f"{path}: checkpoint holds no tensors")
     check_weight_values(out, str(path))

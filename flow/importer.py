@@ -63,10 +63,10 @@ def _layer_tensors(layer) -> list[tuple[str, str, object]] | None:
 
 def assign_state_dict(model, state_dict: dict, source: str = "checkpoint") -> None:
     """Copy every tensor of `state_dict` into `model`; any missing, extra or mis-shaped tensor is an error."""
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
-    from flow.checkpoint import check_weight_values
+    from flow.checkpoint import check_weight_values, strip_module_prefix
     from flow.models import is_adder_layer
 
+    sd = strip_module_prefix(state_dict)
     # A state dict may come from memory, not only from flow.checkpoint: NaN or 1e30 weights import
     # "fine" and only show up as garbage logits or a useless quantization scale much later.
     check_weight_values(sd, source)

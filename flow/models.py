@@ -2,11 +2,15 @@
 
 Layer names follow the PyTorch module names of the official code with '.' written as '_'
 (`layer2.0.downsample.0` -> `layer2_0_downsample_0`), so `flow.importer` maps checkpoint keys by name.
-BatchNorm uses PyTorch's epsilon 1e-5 and momentum 0.1 (Keras momentum 0.9).
+BatchNorm uses PyTorch's epsilon (`flow.constants.BN_EPSILON`) and momentum 0.1 (Keras momentum 0.9).
+The ResNet-20 topology is defined here once (`resnet20_blocks`); see the comment above it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from flow.constants import BN_EPSILON
 from flow.errors import AdderFlowError
 
 MODELS = {
@@ -15,10 +19,52 @@ MODELS = {
     "adder_small": "small adder net (conv + 2 adder layers) for quick tests and sklearn digits",
 }
 
-DEFAULT_INPUT_SHAPES = {"resnet20": (32, 32, 3), "resnet20_cnn": (32, 32, 3), "adder_small": (8, 8, 1)}
+RESNET20_INPUT_SHAPE = (32, 32, 3)
+DEFAULT_INPUT_SHAPES = {"resnet20": RESNET20_INPUT_SHAPE, "resnet20_cnn": RESNET20_INPUT_SHAPE, "adder_small": (8, 8, 1)}
 
-BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
+
+# The ResNet-20 topology, once: every other ResNet-20 in the flow (the float graph of a state dict, the
+# seeded QNets, the QKeras twin) walks `resnet20_blocks()`. Only `flow.reference` re-implements it, on
+# purpose: it is the independent oracle the Keras import is checked against.
+RESNET20_STEM = 16                                  # conv1: 3x3, 3 -> 16
+RESNET20_STAGES = ((16, 1), (32, 2), (64, 2))       # (planes, stride of the stage's first block)
+RESNET20_BLOCKS_PER_STAGE = 3
+
+
+@dataclass(frozen=True)
+class Block:
+    """One basic block: 3x3 conv1 (stride) -> BN -> ReLU -> 3x3 conv2 -> BN, plus the shortcut (a 1x1
+    strided conv + BN where the shape changes, else identity), added, then ReLU."""
+    stage: int      # 1..3
+    index: int      # 0..2 within the stage
+    cin: int
+    planes: int
+    stride: int
+
+    @property
+    def name(self) -> str:
+        """Keras layer prefix, `layer2_0`."""
+        return f"layer{self.stage}_{self.index}"
+
+    @property
+    def torch_name(self) -> str:
+        """The PyTorch module, `layer2.0` (checkpoint keys)."""
+        return f"layer{self.stage}.{self.index}"
+
+    @property
+    def downsample(self) -> bool:
+        return self.stride != 1 or self.cin != self.planes
+
+
+def resnet20_blocks() -> list:
+    """The nine basic blocks of ResNet-20, in execution order."""
+    blocks, cin = [], RESNET20_STEM
+    for stage, (planes, stride) in enumerate(RESNET20_STAGES, start=1):
+        for i in range(RESNET20_BLOCKS_PER_STAGE):
+            blocks.append(Block(stage, i, cin, planes, stride if i == 0 else 1))
+            cin = planes
+    return blocks
 
 
 def build_model(name: str, input_shape=None, num_classes: int = 10, adder_gradient: str = "addernet", eta: float = 0.2):
@@ -85,12 +131,13 @@ class _Builder:
     def relu(self, x, name):
         return self.layers.ReLU(name=name)(x)
 
-    def basic_block(self, x, planes, stride, name):
+    def basic_block(self, x, blk: Block):
+        name, planes, stride = blk.name, blk.planes, blk.stride
         out = self.adder_or_conv(x, planes, 3, stride, 1, f"{name}_conv1")
         out = self.relu(self.bn(out, f"{name}_bn1"), f"{name}_relu1")
         out = self.adder_or_conv(out, planes, 3, 1, 1, f"{name}_conv2")
         out = self.bn(out, f"{name}_bn2")
-        if stride != 1 or x.shape[-1] != planes:
+        if blk.downsample:
             shortcut = self.adder_or_conv(x, planes, 1, stride, 0, f"{name}_downsample_0")
             shortcut = self.bn(shortcut, f"{name}_downsample_1")
         else:
@@ -106,11 +153,10 @@ class _Builder:
         return L.Flatten(name="logits")(x)
 
     def resnet20(self, inputs, num_classes):
-        x = self.conv(inputs, 16, 3, 1, 1, "conv1")
+        x = self.conv(inputs, RESNET20_STEM, 3, 1, 1, "conv1")
         x = self.relu(self.bn(x, "bn1"), "relu")
-        for stage, (planes, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
-            for i in range(3):
-                x = self.basic_block(x, planes, stride if i == 0 else 1, f"layer{stage}_{i}")
+        for blk in resnet20_blocks():
+            x = self.basic_block(x, blk)
         return self.head(x, num_classes)
 
     def adder_small(self, inputs, num_classes):

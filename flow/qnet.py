@@ -24,7 +24,8 @@ Ops, in topological order (`QNet.ops`), each reading `inputs` (tensor names) and
 * ``global_sum_pool``  acc[n,c] = sum_{i,j} x[n,i,j,c] (the 1/(H*W) lives in the next multiplier).
 * ``dense``    acc[n,c] = sum_ci x[n,ci] * W[ci,c].
 
-Integers: int64 everywhere in the golden model; `QNet.validate()` checks every bound fits its width,
+Integers: int64 everywhere in the golden model; `QNet.infer_widths()` gives every tensor's exact range
+and `QNet.validate()` checks each fits its declared width,
 including the requant products (< 2^62), so the hardware can use the declared widths exactly.
 The network input is int8 (`input_quant`): q = clip(floor(((x/255 - mean)/std) / scale + 0.5), lo, hi),
 computed in float64 from uint8 images (driver side).
@@ -35,6 +36,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -126,12 +128,32 @@ class QNet:
         return d
 
     # ---- checks --------------------------------------------------------------------------------
+    def infer_widths(self, known: dict | None = None) -> dict:
+        """{tensor: Range(lo, hi)}: every tensor's exact worst-case integer range, from the input's
+        declared range, with `.bits`/`.signed` the narrowest type that holds it. This is THE bound
+        propagation: `validate` checks declared widths against it, the quantizer and the builders size
+        accumulators from it. A requant saturates to its output tensor's declared range; every other op's
+        result is exact (declared widths do not enter). `known`: ranges already inferred for a prefix of
+        `ops` (a builder extending the net op by op); they are kept, only the rest is computed."""
+        ranges = dict(known or {})
+        if self.input not in ranges:
+            spec = self.tensors[self.input]
+            ranges[self.input] = Range(spec.lo, spec.hi)
+        for o in self.ops:
+            if o.output in ranges:
+                continue
+            lo, hi = op_output_bounds(self, o, ranges)
+            if o.kind == "requant":  # saturates by definition
+                spec = self.tensors[o.output]
+                lo, hi = min(max(lo, spec.lo), spec.hi), max(min(hi, spec.hi), spec.lo)
+            ranges[o.output] = Range(int(lo), int(hi))
+        return ranges
+
     def validate(self) -> "QNet":
-        """Structural checks plus bound propagation: every value fits its declared width."""
+        """Structural checks, then every tensor's inferred range must fit its declared width."""
         known = {self.input}
         if self.input not in self.tensors:
             raise QNetError(f"input tensor '{self.input}' has no spec")
-        bounds = {self.input: (self.tensors[self.input].lo, self.tensors[self.input].hi)}
         for o in self.ops:
             if o.kind not in OP_KINDS:
                 raise QNetError(f"op {o.name}: unknown kind '{o.kind}'")
@@ -144,18 +166,30 @@ class QNet:
             if tuple(self.tensors[o.output].shape) != want:
                 raise QNetError(f"op {o.name}: output '{o.output}' has shape {tuple(self.tensors[o.output].shape)}, "
                                 f"the op produces {want}")
-            lo, hi = op_output_bounds(self, o, bounds)
-            spec = self.tensors[o.output]
-            if o.kind == "requant":  # saturates by definition
-                lo, hi = min(max(lo, spec.lo), spec.hi), max(min(hi, spec.hi), spec.lo)
-            if lo < spec.lo or hi > spec.hi:
-                raise QNetError(f"op {o.name}: output range [{lo}, {hi}] does not fit {spec.bits}-bit "
-                                f"{'signed' if spec.signed else 'unsigned'} tensor '{o.output}'")
-            bounds[o.output] = (max(lo, spec.lo), min(hi, spec.hi))
             known.add(o.output)
         if self.output not in known:
             raise QNetError(f"output tensor '{self.output}' is never produced")
+        ranges = self.infer_widths()
+        for o in self.ops:
+            (lo, hi), spec = ranges[o.output], self.tensors[o.output]
+            if lo < spec.lo or hi > spec.hi:
+                raise QNetError(f"op {o.name}: output range [{lo}, {hi}] does not fit {spec.bits}-bit "
+                                f"{'signed' if spec.signed else 'unsigned'} tensor '{o.output}'")
         return self
+
+
+class Range(NamedTuple):
+    """An integer tensor's exact range; `bits`/`signed`: the narrowest type holding it."""
+    lo: int
+    hi: int
+
+    @property
+    def bits(self) -> int:
+        return bits_for(self.lo, self.hi)[0]
+
+    @property
+    def signed(self) -> bool:
+        return bits_for(self.lo, self.hi)[1]
 
 
 def last_uses(ops) -> dict:

@@ -1,78 +1,56 @@
-"""Independent float reference of the official AdderNet ResNet-20 (numpy + numba), from a state dict.
+"""An independent float re-implementation of the official AdderNet ResNet-20 (numpy + numba) that
+runs a PyTorch state dict directly.
 
-It shares no code with the Keras layers, so it checks the import, and it is the float model that
-calibration observes (named tensors, PyTorch module names).
+It is the oracle for the Keras import: it shares no model code with `flow.models`, `flow.layers` or
+`flow.quant` (it must not import them, and it spells the ResNet-20 topology out itself on purpose), so
+a Keras model that matches its logits was imported correctly (tests/test_models_import.py,
+bench/import_accuracy.py). Only the numeric kernels (`flow.kernels`) and the BatchNorm epsilon of the
+checkpoint (`flow.constants`) are shared.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from flow.constants import BN_EPSILON
 from flow.kernels import adder2d_float, conv2d
 
-BN_EPS = 1e-5
-STAGES = (("layer1", 16, 1), ("layer2", 32, 2), ("layer3", 64, 2))
+STAGES = (("layer1", 16, 1), ("layer2", 32, 2), ("layer3", 64, 2))   # (module, planes, first stride)
 BLOCKS_PER_STAGE = 3
 
 
-def hwio(w_oihw: np.ndarray) -> np.ndarray:
+def _hwio(w_oihw: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(w_oihw, (2, 3, 1, 0)))
 
 
-def bn_affine(sd: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """BatchNorm in inference as y = a*x + b per channel."""
-    a = sd[f"{name}.weight"] / np.sqrt(sd[f"{name}.running_var"] + BN_EPS)
-    return a.astype(np.float64), (sd[f"{name}.bias"] - a * sd[f"{name}.running_mean"]).astype(np.float64)
-
-
-def resnet20_layer_names() -> list[tuple[str, str, int, int]]:
-    """(layer, kind, stride, pad) of every conv/adder layer in execution order, PyTorch names."""
-    names = [("conv1", "conv", 1, 1)]
-    for stage, _, stride in STAGES:
-        for blk in range(BLOCKS_PER_STAGE):
-            s = stride if blk == 0 else 1
-            p = f"{stage}.{blk}"
-            names += [(f"{p}.conv1", "adder", s, 1), (f"{p}.conv2", "adder", 1, 1)]
-            if blk == 0 and stride != 1:
-                names.append((f"{p}.downsample.0", "adder", s, 0))
-    names.append(("fc", "conv", 1, 0))
-    return names
-
-
 def _bn(sd, name, x):
-    a, b = bn_affine(sd, name)
-    return (x * a + b).astype(np.float32)
+    """BatchNorm in inference as y = a*x + b per channel."""
+    a = sd[f"{name}.weight"] / np.sqrt(sd[f"{name}.running_var"] + BN_EPSILON)
+    b = sd[f"{name}.bias"] - a * sd[f"{name}.running_mean"]
+    return (x * a.astype(np.float64) + b.astype(np.float64)).astype(np.float32)
 
 
-def resnet20_forward(sd: dict, x: np.ndarray, collect: dict | None = None) -> np.ndarray:
-    """Logits for preprocessed NHWC float images. If `collect` is a dict, it receives named tensors:
-    `<layer>:in` (the layer's input), `<layer>:out` (pre-BN output), `<block>` (block output), `pool`."""
-    keep = collect if collect is not None else {}
+def _layer(sd, name, kind, h, stride, pad):
+    w = sd[f"{name}.weight"] if kind == "conv" else sd[f"{name}.adder"]
+    fn = conv2d if kind == "conv" else adder2d_float
+    return fn(h.astype(np.float32), _hwio(w).astype(np.float32), stride, (pad,) * 4)
 
-    def layer(name, kind, h, stride, pad):
-        keep[f"{name}:in"] = h
-        w = sd[f"{name}.weight"] if kind == "conv" else sd[f"{name}.adder"]
-        fn = conv2d if kind == "conv" else adder2d_float
-        out = fn(h.astype(np.float32), hwio(w).astype(np.float32), stride, (pad,) * 4)
-        keep[f"{name}:out"] = out
-        return out
 
-    h = np.maximum(_bn(sd, "bn1", layer("conv1", "conv", x, 1, 1)), 0)
+def resnet20_forward(sd: dict, x: np.ndarray) -> np.ndarray:
+    """Logits for preprocessed NHWC float images."""
+    h = np.maximum(_bn(sd, "bn1", _layer(sd, "conv1", "conv", x, 1, 1)), 0)
     for stage, _, stride in STAGES:
         for blk in range(BLOCKS_PER_STAGE):
             p, s = f"{stage}.{blk}", (stride if blk == 0 else 1)
-            y = np.maximum(_bn(sd, f"{p}.bn1", layer(f"{p}.conv1", "adder", h, s, 1)), 0)
-            y = _bn(sd, f"{p}.bn2", layer(f"{p}.conv2", "adder", y, 1, 1))
+            y = np.maximum(_bn(sd, f"{p}.bn1", _layer(sd, f"{p}.conv1", "adder", h, s, 1)), 0)
+            y = _bn(sd, f"{p}.bn2", _layer(sd, f"{p}.conv2", "adder", y, 1, 1))
             if f"{p}.downsample.0.adder" in sd:
-                sc = _bn(sd, f"{p}.downsample.1", layer(f"{p}.downsample.0", "adder", h, s, 0))
+                sc = _bn(sd, f"{p}.downsample.1", _layer(sd, f"{p}.downsample.0", "adder", h, s, 0))
             else:
                 sc = h
             h = np.maximum(y + sc, 0)
-            keep[p] = h
     pooled = h.mean(axis=(1, 2), keepdims=True)
-    keep["pool"] = pooled
-    logits = _bn(sd, "bn2", layer("fc", "conv", pooled, 1, 0)).reshape(x.shape[0], -1)
-    return logits
+    return _bn(sd, "bn2", _layer(sd, "fc", "conv", pooled, 1, 0)).reshape(x.shape[0], -1)
 
 
 def resnet20_predict(sd: dict, x: np.ndarray, batch_size: int = 100) -> np.ndarray:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flow.qnet import Op, QNet, TensorSpec, bits_for, op_output_bounds
-
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+from flow.data import CIFAR_MEAN, CIFAR_STD
+from flow.hls.random_qnet import QNetBuilder
+from flow.qnet import QNet, bits_for
 INPUT_SHAPE = (32, 32, 3)
 C1, K1 = 4, 8          # conv1: 8x8 stride 8 -> 4x4x4
 C2, K2 = 8, 4          # conv2: 4x4 valid -> 1x1x8
@@ -34,49 +34,21 @@ def make_qnet(seed: int = 0) -> QNet:
     w1 = rng.integers(-2, 3, size=(K1, K1, 3, C1)).astype(np.int64)
     w2 = rng.integers(-2, 3, size=(K2, K2, C1, C2)).astype(np.int64)
     wd = rng.integers(-8, 8, size=(C2, N_CLASSES)).astype(np.int64)
-    t = {}
+    qb = QNetBuilder(INPUT_SHAPE, 8, True, INPUT_SCALE,
+                     input_quant={"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD), "scale": INPUT_SCALE},
+                     meta={"model": "stock_tiny", "bits": 8, "source": "flow.board.stock (seeded test network)"})
 
-    def spec(name, shape, lo, hi, kind, scale=1.0):
-        bits, signed = bits_for(lo, hi)
-        t[name] = TensorSpec(name, tuple(shape), bits, signed, scale, kind)
+    def relu(name, x, out, bits):   # mult 1, shift 0, lo 0: hls4ml's ReLU on an integer, never saturating
+        c = qb.shape(x)[-1]
+        return qb.requant(name, [x], np.ones((1, c), np.int64), np.zeros(c, np.int64), 0, bits, False, out=out)
 
-    t["input"] = TensorSpec("input", INPUT_SHAPE, 8, True, INPUT_SCALE, "act")
-    b1 = int(np.abs(w1).reshape(-1, C1).sum(0).max()) * 128
-    spec("c1", (4, 4, C1), -b1, b1, "acc")
-    t["a1"] = TensorSpec("a1", (4, 4, C1), 16, False, 1.0, "act")
-    b2 = int(np.abs(w2).reshape(-1, C2).sum(0).max()) * 65535
-    spec("c2", (1, 1, C2), -b2, b2, "acc")
-    t["a2"] = TensorSpec("a2", (1, 1, C2), bits_for(0, b2)[0], False, 1.0, "act")
-    spec("pool", (C2,), 0, b2, "acc")
-    ops = [
-        Op("conv2d", "conv1", ["input"], "c1", {"stride": K1, "pads": [0, 0, 0, 0]}, {"weight": w1}),
-        Op("requant", "relu1", ["c1"], "a1", {"shift": 0},
-           {"mult": np.ones((1, C1), np.int64), "bias": np.zeros(C1, np.int64)}),
-        Op("conv2d", "conv2", ["a1"], "c2", {"stride": 1, "pads": [0, 0, 0, 0]}, {"weight": w2}),
-        Op("requant", "relu2", ["c2"], "a2", {"shift": 0},
-           {"mult": np.ones((1, C2), np.int64), "bias": np.zeros(C2, np.int64)}),
-        Op("global_sum_pool", "flatten", ["a2"], "pool"),
-        Op("dense", "classifier", ["pool"], "logits", {}, {"weight": wd}),
-    ]
-    t["logits"] = TensorSpec("logits", (N_CLASSES,), 32, True, 1.0, "acc")
-    net = QNet(tensors=t, ops=ops, input_quant={"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD),
-                                                "scale": INPUT_SCALE},
-               meta={"model": "stock_tiny", "bits": 8, "source": "flow.board.stock (seeded test network)"})
-    _set_logit_width(net)
-    return net.validate()
-
-
-def _set_logit_width(net: QNet) -> None:
-    """Logits: the narrowest signed width that holds the classifier's exact range."""
-    bounds = {net.input: (net.tensors[net.input].lo, net.tensors[net.input].hi)}
-    for o in net.ops:
-        bounds[o.output] = op_output_bounds(net, o, bounds)
-        if o.kind == "requant":
-            s = net.tensors[o.output]
-            bounds[o.output] = (max(bounds[o.output][0], s.lo), min(bounds[o.output][1], s.hi))
-    lo, hi = bounds["logits"]
-    bits, _ = bits_for(min(lo, -1), hi)
-    net.tensors["logits"] = TensorSpec("logits", (N_CLASSES,), bits, True, 1.0 / 4096, "acc")
+    a1 = relu("relu1", qb.conv2d("conv1", "input", w1, K1, (0, 0, 0, 0), out="c1"), "a1", 16)
+    c2 = qb.conv2d("conv2", a1, w2, 1, (0, 0, 0, 0), out="c2")
+    a2 = relu("relu2", c2, "a2", bits_for(0, qb.bounds[c2].hi)[0])
+    qb.dense("classifier", qb.global_sum_pool("flatten", a2, out="pool"), wd, out="logits")
+    net = qb.build()
+    net.tensors["logits"].scale = 1.0 / 4096
+    return net
 
 
 def keras_twin(net: QNet):

@@ -16,8 +16,13 @@ from flow.errors import AdderFlowError
 
 
 def build_qkeras_resnet20_cnn(bits: int = 4, seed: int = 0, num_classes: int = 10, calib=None):
-    """QKeras ResNet-20 (regular convolutions): W`bits` kernels, A`bits` quantized_relu activations."""
+    """QKeras ResNet-20 (regular convolutions, topology `flow.models.resnet20_blocks`): W`bits` kernels,
+    A`bits` quantized_relu activations. Unlike `build_model("resnet20_cnn")` the classifier is a biased
+    QDense straight after the pooling (no 1x1 conv + BatchNorm head), the form stock hls4ml converts."""
     import tensorflow as tf
+
+    from flow.constants import BN_EPSILON
+    from flow.models import RESNET20_INPUT_SHAPE, RESNET20_STEM, resnet20_blocks
     from qkeras import QActivation, QConv2D, QDense
     from qkeras.quantizers import quantized_bits, quantized_relu
 
@@ -31,26 +36,23 @@ def build_qkeras_resnet20_cnn(bits: int = 4, seed: int = 0, num_classes: int = 1
                        kernel_initializer=tf.keras.initializers.HeNormal(seed=seed), name=name)(x)
 
     def bn(x, name):
-        return L.BatchNormalization(epsilon=1e-5, momentum=0.0, name=name)(x)
+        return L.BatchNormalization(epsilon=BN_EPSILON, momentum=0.0, name=name)(x)
 
-    inp = L.Input(shape=(32, 32, 3), name="image")
+    inp = L.Input(shape=RESNET20_INPUT_SHAPE, name="image")
     x = QActivation(quantized_bits(8, 2, alpha=1), name="input_q")(inp)
-    x = QActivation(act, name="relu")(bn(conv(x, 16, 3, 1, "conv1"), "bn1"))
-    for stage, (planes, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
-        for i in range(3):
-            s = stride if i == 0 else 1
-            n = f"layer{stage}_{i}"
-            y = QActivation(act, name=f"{n}_relu1")(bn(conv(x, planes, 3, s, f"{n}_conv1"), f"{n}_bn1"))
-            y = bn(conv(y, planes, 3, 1, f"{n}_conv2"), f"{n}_bn2")
-            sc = bn(conv(x, planes, 1, s, f"{n}_downsample_0"), f"{n}_downsample_1") if (
-                s != 1 or x.shape[-1] != planes) else x
-            x = QActivation(act, name=f"{n}_relu2")(L.Add(name=f"{n}_add")([y, sc]))
+    x = QActivation(act, name="relu")(bn(conv(x, RESNET20_STEM, 3, 1, "conv1"), "bn1"))
+    for blk in resnet20_blocks():
+        n, planes, s = blk.name, blk.planes, blk.stride
+        y = QActivation(act, name=f"{n}_relu1")(bn(conv(x, planes, 3, s, f"{n}_conv1"), f"{n}_bn1"))
+        y = bn(conv(y, planes, 3, 1, f"{n}_conv2"), f"{n}_bn2")
+        sc = bn(conv(x, planes, 1, s, f"{n}_downsample_0"), f"{n}_downsample_1") if blk.downsample else x
+        x = QActivation(act, name=f"{n}_relu2")(L.Add(name=f"{n}_add")([y, sc]))
     x = L.GlobalAveragePooling2D(name="avgpool")(x)
     out = QDense(num_classes, kernel_quantizer=quantized_bits(bits, 0, alpha=1), bias_quantizer=quantized_bits(8, 3),
                  name="fc")(x)
     model = tf.keras.Model(inp, out, name="resnet20_cnn")
     rng = np.random.default_rng(seed)
-    x_cal = calib if calib is not None else rng.normal(0, 1, size=(64, 32, 32, 3)).astype(np.float32)
+    x_cal = calib if calib is not None else rng.normal(0, 1, size=(64,) + RESNET20_INPUT_SHAPE).astype(np.float32)
     model(x_cal, training=True)   # momentum 0: moving statistics := these images' statistics
     return model
 

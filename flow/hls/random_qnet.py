@@ -1,7 +1,7 @@
 """Random valid QNets (small adder ResNets) for bit-exactness tests of the Keras and HLS realisations.
 
 Numpy only. Every QNet is built op by op with its accumulator widths derived from the bound
-propagation of `flow.qnet` and passes `QNet.validate()`. Requantisation constants are drawn so that
+propagation of `QNet.infer_widths` and passes `QNet.validate()`. Requantisation constants are drawn so that
 outputs spread over the output range (some saturate), which exercises rounding and clipping.
 """
 
@@ -10,30 +10,34 @@ from __future__ import annotations
 import numpy as np
 
 from flow.kernels import out_size
-from flow.qnet import Op, QNet, TensorSpec, bits_for, op_output_bounds
+from flow.models import RESNET20_INPUT_SHAPE, RESNET20_STEM, resnet20_blocks
+from flow.qnet import Op, QNet, TensorSpec
 
 
 class QNetBuilder:
-    """Appends ops to a QNet, deriving each accumulator's narrowest exact (bits, signed) from bounds."""
+    """Appends ops to a QNet, each accumulator as narrow as `QNet.infer_widths` allows: the one QNet
+    builder for seeded and random networks (tests, benches, `adderflow hls --model random`, the
+    estimator's seeded ResNet-20, the stock-hls4ml test network)."""
 
-    def __init__(self, input_shape, input_bits: int = 8, input_signed: bool = True):
-        spec = TensorSpec("input", tuple(int(s) for s in input_shape), input_bits, input_signed, 1.0, "act")
+    def __init__(self, input_shape, input_bits: int = 8, input_signed: bool = True, input_scale: float = 1.0,
+                 input_quant: dict | None = None, meta: dict | None = None):
+        spec = TensorSpec("input", tuple(int(s) for s in input_shape), input_bits, input_signed, input_scale, "act")
         self.net = QNet(tensors={"input": spec}, ops=[], input="input", output="input",
-                        input_quant={"mean": [0.0], "std": [1.0], "scale": 1.0 / 64}, meta={"model": "random"})
-        self.bounds = {"input": (spec.lo, spec.hi)}
+                        input_quant=dict(input_quant or {"mean": [0.0], "std": [1.0], "scale": 1.0 / 64}),
+                        meta=dict(meta or {"model": "random"}))
+        self.bounds = self.net.infer_widths()   # tensor -> Range(lo, hi), extended op by op
 
     def shape(self, t):
         return self.net.tensors[t].shape
 
     def _add(self, op: Op, out_shape, spec: TensorSpec | None = None) -> str:
-        if spec is None:  # accumulator: narrowest width that holds the exact bound
-            lo, hi = op_output_bounds(self.net, op, self.bounds)
-            bits, signed = bits_for(lo, hi)
-            spec = TensorSpec(op.output, tuple(out_shape), bits, signed, 1.0, "acc")
-        self.net.tensors[op.output] = spec
+        """Append `op`; without `spec` its output is an accumulator of the narrowest exact width."""
+        self.net.tensors[op.output] = spec or TensorSpec(op.output, tuple(out_shape), 64, True, 1.0, "acc")
         self.net.ops.append(op)
-        lo, hi = op_output_bounds(self.net, op, self.bounds)
-        self.bounds[op.output] = (max(lo, spec.lo), min(hi, spec.hi))
+        self.bounds = self.net.infer_widths(self.bounds)
+        if spec is None:
+            r = self.bounds[op.output]
+            self.net.tensors[op.output].bits, self.net.tensors[op.output].signed = r.bits, r.signed
         self.net.output = op.output
         return op.output
 
@@ -41,31 +45,34 @@ class QNetBuilder:
         h, w, _ = self.shape(x)
         return (out_size(h, kh, stride, pads[0], pads[1]), out_size(w, kw, stride, pads[2], pads[3]), cout)
 
-    def conv2d(self, name, x, weight, stride, pads):
+    def conv2d(self, name, x, weight, stride, pads, out=None, attrs=None):
         kh, kw, _, cout = weight.shape
-        op = Op("conv2d", name, [x], name, {"stride": int(stride), "pads": [int(p) for p in pads]},
+        op = Op("conv2d", name, [x], out or name, {"stride": int(stride), "pads": [int(p) for p in pads], **(attrs or {})},
                 {"weight": weight.astype(np.int64)})
         return self._add(op, self.conv_out_shape(x, kh, kw, stride, pads, cout))
 
-    def adder2d(self, name, x, weight, stride, pads, group_of_channel, group_in_mult, group_in_shift):
+    def adder2d(self, name, x, weight, stride, pads, group_of_channel, group_in_mult, group_in_shift, out=None,
+                attrs=None):
         kh, kw, _, cout = weight.shape
-        op = Op("adder2d", name, [x], name, {"stride": int(stride), "pads": [int(p) for p in pads]},
+        op = Op("adder2d", name, [x], out or name, {"stride": int(stride), "pads": [int(p) for p in pads], **(attrs or {})},
                 {"weight": weight.astype(np.int64), "group_of_channel": np.asarray(group_of_channel, np.int64),
                  "group_in_mult": np.asarray(group_in_mult, np.int64),
                  "group_in_shift": np.asarray(group_in_shift, np.int64)})
         return self._add(op, self.conv_out_shape(x, kh, kw, stride, pads, cout))
 
-    def requant(self, name, inputs, mult, bias, shift, bits, signed, attrs=None):
-        op = Op("requant", name, list(inputs), name, {"shift": int(shift), **(attrs or {})},
+    def requant(self, name, inputs, mult, bias, shift, bits, signed, attrs=None, out=None, scale=1.0):
+        out = out or name
+        op = Op("requant", name, list(inputs), out, {"shift": int(shift), **(attrs or {})},
                 {"mult": np.asarray(mult, np.int64), "bias": np.asarray(bias, np.int64)})
-        spec = TensorSpec(name, tuple(self.shape(inputs[0])), int(bits), bool(signed), 1.0, "act")
+        spec = TensorSpec(out, tuple(self.shape(inputs[0])), int(bits), bool(signed), float(scale), "act")
         return self._add(op, spec.shape, spec)
 
-    def global_sum_pool(self, name, x):
-        return self._add(Op("global_sum_pool", name, [x], name), (self.shape(x)[-1],))
+    def global_sum_pool(self, name, x, out=None):
+        return self._add(Op("global_sum_pool", name, [x], out or name), (self.shape(x)[-1],))
 
-    def dense(self, name, x, weight):
-        return self._add(Op("dense", name, [x], name, {}, {"weight": weight.astype(np.int64)}), (weight.shape[1],))
+    def dense(self, name, x, weight, out=None, attrs=None):
+        return self._add(Op("dense", name, [x], out or name, dict(attrs or {}), {"weight": weight.astype(np.int64)}),
+                         (weight.shape[1],))
 
     def build(self) -> QNet:
         return self.net.validate()
@@ -179,10 +186,10 @@ def random_input(net: QNet, n: int, seed: int = 0) -> np.ndarray:
 
 
 def resnet20_shaped_qnet(bits: int = 4, seed: int = 0, groups: int = 4, num_classes: int = 10) -> QNet:
-    """A random QNet with exactly ResNet-20's topology and shapes (until a quantized checkpoint exists)."""
+    """A random QNet with exactly ResNet-20's topology and shapes (`flow.models.resnet20_blocks`)."""
     rng = np.random.default_rng(seed)
     act_hi = (1 << bits) - 1
-    qb = QNetBuilder((32, 32, 3))
+    qb = QNetBuilder(RESNET20_INPUT_SHAPE)
 
     def rq(name, inputs, c, negate_first):
         m, bb, s = random_requant_params(rng, [qb.bounds[t] for t in inputs], c, 0, act_hi, negate_first)
@@ -198,20 +205,18 @@ def resnet20_shaped_qnet(bits: int = 4, seed: int = 0, groups: int = 4, num_clas
         pads = (1, 1, 1, 1) if k == 3 else (0, 0, 0, 0)
         return qb.adder2d(name, x, wt, stride, pads, rng.integers(0, g, cout), gmult, gshift)
 
-    x = qb.conv2d("conv1", "input", rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(3, 3, 3, 16)), 1,
-                  (1, 1, 1, 1))
-    x = rq("bn1", [x], 16, False)
-    for stage, (planes, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
-        for i in range(3):
-            s = stride if i == 0 else 1
-            name = f"layer{stage}_{i}"
-            y = adder(f"{name}_conv1", x, planes, 3, s)
-            y = rq(f"{name}_bn1", [y], planes, True)
-            y = adder(f"{name}_conv2", y, planes, 3, 1)
-            sc = adder(f"{name}_downsample_0", x, planes, 1, s) if (s != 1 or qb.shape(x)[-1] != planes) else x
-            x = rq(f"{name}_bn2", [y, sc], planes, True)
+    x = qb.conv2d("conv1", "input", rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(3, 3, RESNET20_INPUT_SHAPE[-1], RESNET20_STEM)),
+                  1, (1, 1, 1, 1))
+    x = rq("bn1", [x], RESNET20_STEM, False)
+    for blk in resnet20_blocks():
+        name, planes, s = blk.name, blk.planes, blk.stride
+        y = adder(f"{name}_conv1", x, planes, 3, s)
+        y = rq(f"{name}_bn1", [y], planes, True)
+        y = adder(f"{name}_conv2", y, planes, 3, 1)
+        sc = adder(f"{name}_downsample_0", x, planes, 1, s) if blk.downsample else x
+        x = rq(f"{name}_bn2", [y, sc], planes, True)
     x = qb.global_sum_pool("avgpool", x)
-    x = qb.dense("fc", x, rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(64, num_classes)))
+    x = qb.dense("fc", x, rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(qb.shape(x)[-1], num_classes)))
     m, bb, s = random_requant_params(rng, [qb.bounds[x]], num_classes, -(1 << 15), (1 << 15) - 1)
     qb.requant("logits", [x], m, bb, s, 16, True)
     net = qb.build()

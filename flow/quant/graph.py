@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from flow.constants import BN_EPSILON
 from flow.errors import AdderFlowError
 from flow.kernels import adder2d_float, conv2d
 from flow.qnet import last_uses
-
-BN_EPS = 1e-5
 
 
 @dataclass
@@ -109,7 +108,7 @@ class GraphBuilder:
         return {"terms": [(t, c * a, bn) for t, c, bn in e["terms"]], "b": e["b"] * a + b}
 
     @staticmethod
-    def batchnorm(e: dict, gamma, beta, mean, var, eps=BN_EPS) -> dict:
+    def batchnorm(e: dict, gamma, beta, mean, var, eps=BN_EPSILON) -> dict:
         """BN over a single-term expression c * t + b0; remembers the BN so it can be re-estimated."""
         if len(e["terms"]) != 1 or e["terms"][0][2] is not None:
             raise AdderFlowError("BatchNorm must follow a conv/adder/dense layer directly")
@@ -142,10 +141,13 @@ def hwio(w_oihw: np.ndarray) -> np.ndarray:
 
 
 def from_resnet20_state_dict(sd: dict, name: str = "resnet20") -> FloatGraph:
-    """The official AdderNet ResNet-20 (PyTorch names, `module.` prefix allowed) as a float graph."""
+    """The official AdderNet ResNet-20 (PyTorch names, `module.` prefix allowed) as a float graph; the
+    topology is `flow.models.resnet20_blocks` (numpy only: no Keras model is built)."""
+    from flow.checkpoint import strip_module_prefix
     from flow.data import CIFAR_MEAN, CIFAR_STD
+    from flow.models import RESNET20_INPUT_SHAPE, resnet20_blocks
 
-    sd = {k[len("module."):] if k.startswith("module.") else k: np.asarray(v) for k, v in sd.items()}
+    sd = {k: np.asarray(v) for k, v in strip_module_prefix(sd).items()}
     adder = any(k.endswith(".adder") for k in sd)
 
     def weight(layer):
@@ -161,26 +163,26 @@ def from_resnet20_state_dict(sd: dict, name: str = "resnet20") -> FloatGraph:
         except KeyError as exc:
             raise AdderFlowError(f"state dict lacks BatchNorm tensor {exc.args[0]}") from None
 
-    gb = GraphBuilder(name if adder else "resnet20_cnn", (32, 32, 3), {"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)})
+    gb = GraphBuilder(name if adder else "resnet20_cnn", RESNET20_INPUT_SHAPE,
+                      {"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)})
     w, kind = weight("conv1")
     h = gb.layer("conv2d", "conv1", "input", w, 1, (1, 1, 1, 1))
     h = gb.requant("bn1", bn(gb.expr(h, w.shape[-1]), "bn1"), relu=True, out="stem_out")
-    for stage, stride in (("layer1", 1), ("layer2", 2), ("layer3", 2)):
-        for blk in range(3):
-            p, s, pn = f"{stage}.{blk}", (stride if blk == 0 else 1), f"{stage}_{blk}"
-            w1, k1 = weight(f"{p}.conv1")
-            y = gb.layer(k1, f"{pn}_conv1", h, w1, s, (1, 1, 1, 1))
-            y = gb.requant(f"{pn}_bn1", bn(gb.expr(y, w1.shape[-1]), f"{p}.bn1"), relu=True, out=f"{pn}_conv1_out")
-            w2, k2 = weight(f"{p}.conv2")
-            y = gb.layer(k2, f"{pn}_conv2", y, w2, 1, (1, 1, 1, 1))
-            main = bn(gb.expr(y, w2.shape[-1]), f"{p}.bn2")
-            if f"{p}.downsample.0.adder" in sd or f"{p}.downsample.0.weight" in sd:
-                wd, kd = weight(f"{p}.downsample.0")
-                d = gb.layer(kd, f"{pn}_downsample", h, wd, s, (0, 0, 0, 0))
-                short = bn(gb.expr(d, wd.shape[-1]), f"{p}.downsample.1")
-            else:
-                short = gb.expr(h, gb.g.shapes[h][-1])
-            h = gb.requant(f"{pn}_add", gb.add(main, short), relu=True, out=f"{pn}_out")
+    for blk in resnet20_blocks():
+        p, s, pn = blk.torch_name, blk.stride, blk.name
+        w1, k1 = weight(f"{p}.conv1")
+        y = gb.layer(k1, f"{pn}_conv1", h, w1, s, (1, 1, 1, 1))
+        y = gb.requant(f"{pn}_bn1", bn(gb.expr(y, w1.shape[-1]), f"{p}.bn1"), relu=True, out=f"{pn}_conv1_out")
+        w2, k2 = weight(f"{p}.conv2")
+        y = gb.layer(k2, f"{pn}_conv2", y, w2, 1, (1, 1, 1, 1))
+        main = bn(gb.expr(y, w2.shape[-1]), f"{p}.bn2")
+        if blk.downsample:
+            wd, kd = weight(f"{p}.downsample.0")
+            d = gb.layer(kd, f"{pn}_downsample", h, wd, s, (0, 0, 0, 0))
+            short = bn(gb.expr(d, wd.shape[-1]), f"{p}.downsample.1")
+        else:
+            short = gb.expr(h, gb.g.shapes[h][-1])
+        h = gb.requant(f"{pn}_add", gb.add(main, short), relu=True, out=f"{pn}_out")
     hw = int(np.prod(gb.g.shapes[h][:2]))
     pooled = gb.pool("avgpool", h)
     wf, _ = weight("fc")

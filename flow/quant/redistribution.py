@@ -25,7 +25,7 @@ import numpy as np
 
 from flow import golden
 from flow.errors import AdderFlowError
-from flow.qnet import Op, QNet, TensorSpec, bits_for, op_output_bounds
+from flow.qnet import Op, QNet, TensorSpec, last_uses
 from flow.quant import apot
 from flow.quant.calibrate import CalibStats
 from flow.quant.graph import FloatGraph
@@ -324,15 +324,10 @@ def _vector_lsb(tensors, lsb, t, c) -> np.ndarray:
 
 def narrow_accumulators(net: QNet) -> None:
     """Give every accumulator tensor the narrowest width that holds its worst case."""
-    bounds = {net.input: (net.tensors[net.input].lo, net.tensors[net.input].hi)}
-    for o in net.ops:
-        spec = net.tensors[o.output]
-        lo, hi = op_output_bounds(net, o, bounds)
+    for name, r in net.infer_widths().items():
+        spec = net.tensors[name]
         if spec.kind == "acc":
-            spec.bits, spec.signed = bits_for(lo, hi)
-        else:
-            lo, hi = max(lo, spec.lo), min(hi, spec.hi)
-        bounds[o.output] = (lo, hi)
+            spec.bits, spec.signed = r.bits, r.signed
 
 
 # ---- sequential corrections on calibration data -----------------------------------------------
@@ -348,10 +343,7 @@ def correct_sequentially(ctx: _Context, stats: CalibStats, images, progress=Fals
     images = np.asarray(images)[:stats.pre_mean_images or None]
     env = {net.input: net.quantize_input(images)}
     fenv = {graph.input: graph.normalize(images)} if cfg.affine_correction else None
-    last = {}
-    for i, o in enumerate(net.ops):
-        for t in o.inputs:
-            last[t] = i
+    last = last_uses(net.ops)
     ops = net.ops
     if progress:
         from tqdm import tqdm
