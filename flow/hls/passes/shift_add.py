@@ -9,24 +9,10 @@ import numpy as np
 from hls4ml.model.optimizer import OptimizerPass
 from hls4ml.model.types import IntegerPrecisionType
 
+from flow.csd import csd_digits
+
 # which constant array of each layer is multiplied (the SAD itself has no multiplier)
 CONSTANTS = {"QIntConv2D": "weight", "QIntDense": "weight", "QRequant": "mult", "QAdderConv2D": "group_mult"}
-
-
-def csd_digits(n: int) -> list:
-    """Canonical signed-digit expansion: [(exponent, +1/-1), ...] with sum sign * 2^exponent == n."""
-    n = int(n)
-    sign = 1 if n >= 0 else -1
-    n = abs(n)
-    terms, e = [], 0
-    while n:
-        if n & 1:
-            d = 2 - (n & 3)   # +1 if n % 4 == 1, -1 if n % 4 == 3
-            terms.append((e, d * sign))
-            n -= d
-        n >>= 1
-        e += 1
-    return terms
 
 
 def csd_tables(values) -> tuple:
