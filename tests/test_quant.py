@@ -85,12 +85,20 @@ def test_lower_bits_lower_fidelity(tiny):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.floats(0, 3), st.floats(-50, 50), st.floats(0.1, 5))
-def test_one_sided_clamp_identity(x, w, A):
-    x = min(x, A)
-    lhs = abs(x - w)
-    rhs = abs(x - min(max(w, 0), A)) + max(-w, 0) + max(w - A, 0)
-    assert abs(lhs - rhs) < 1e-9 * max(1.0, abs(w))
+@given(st.integers(0, 255), st.floats(-50, 50), st.floats(0.1, 5))
+def test_one_sided_clamp_identity(aq, w, A):
+    """quantize_adder's one-sided range clamp (redistribution+): for x on the activation grid of [0, A],
+    |x - w| = lsb * |aq - wq| + offset with wq the clamped weight, exact up to rounding the clamped weight
+    (half a step), for weights far outside [0, A] too (the offset carries max(-w, 0) + max(w - A, 0))."""
+    bits = 8
+    q = quantize_adder(np.full((1, 1, 1, 1), w), A, bits, QuantConfig(bits=bits, method="redistribution+",
+                                                                         groups=1), "t")
+    step = A / ((1 << bits) - 1)
+    x = aq * step
+    wq = int(q["weight"].reshape(-1)[0])
+    got = q["lsb"][0] * abs(aq - wq) + q["offset"][0]
+    assert 0 <= wq <= (1 << bits) - 1 and q["lsb"][0] == pytest.approx(step)
+    assert abs(got - abs(x - w)) <= step / 2 + 1e-9 * max(1.0, abs(w))
 
 
 @pytest.mark.parametrize("method", ["redistribution+", "redistribution"])

@@ -102,12 +102,18 @@ def test_balanced_reuse_is_maximal(adder_net):
 
 
 def test_fit_reports_binding_resource(adder_net):
-    f = fit_reuse(adder_net, "pynq-z2", 3000, 100)
+    """Over capacity: the binding resource is the most over-used one, and the fastest rate that fits is
+    given (and fits); within capacity there is no binding resource."""
+    f = fit_reuse(adder_net, "pynq-z2", 15_000, 100)     # LUT and FF of the xc7z020 both over
     assert f["source"] == "estimate"
-    assert f["latency"]["images_per_s"] >= 3000 * 0.999
-    if not f["fits"]:
-        assert f["binding"] in ("LUT", "FF", "BRAM_18K", "DSP")
-        assert "max_fps_that_fits" in f
+    assert f["latency"]["images_per_s"] >= 15_000 * 0.999 and f["meets_target"] and not f["rate_limited_by"]
+    assert not f["fits"] and not f["board_fit"]["fits"]
+    res = f["board_fit"]["resources"]
+    over = {k: r["used"] / r["available"] for k, r in res.items() if not r["fits"]}
+    assert len(over) >= 2 and f["binding"] == max(over, key=over.get)   # two candidates: the choice is tested
+    best = f["max_fps_that_fits"]
+    assert 0 < best["fps"] < 15_000
+    assert all(best["resources"][k] <= r["available"] for k, r in res.items())
     big = fit_reuse(adder_net, "zcu104", 3000, 100, tune_requant=True, fuse_requant=True, fifo_depth="minimal")
     assert big["fits"] and big["binding"] is None
 
@@ -117,18 +123,41 @@ def test_unreachable_rate_names_the_stream(adder_net):
     assert not f["meets_target"] and f["binding"].startswith("stream rate")
 
 
-def test_fixture_class_dsp_rule():
-    """Dense 16 -> 5 on 16-bit values at RF=1 (the csynth fixture's class): one DSP per product whose
-    constant weight is not 0 / +-2^k."""
+def test_fixture_class_dsp_rule(shared):
+    """The real Vivado HLS 2020.1 csynth report in ../shared/fixtures (hls4ml dense 16 -> 5 on
+    ap_fixed<16,6>, RF=1, xc7z020 = pynq-z2's part): one DSP per product whose constant weight is not
+    0 / +-2^k, so the estimate of that model class has the fixture's DSP (73 of 80 products; its weights are
+    not in the fixture, so the 80 - 73 trivial ones are given) and its BRAM, on its clock."""
     import sys
     from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from estimator_vs_fixture import fixture_class_qnet
 
-    for trivial in (0, 7):
-        e = estimate(fixture_class_qnet(trivial), PYNQ, 200, reuse=1, include_platform=False)
-        assert e["resources"]["DSP"] == 80 - trivial
-        assert e["resources"]["BRAM_18K"] == 0
+    from flow.report.parse import parse_reports
+
+    fx = shared / "fixtures" / "vivado_hls_2020.1_report"
+    if not fx.is_dir():
+        pytest.skip(f"{fx} is absent")
+    real = parse_reports(fx)
+    cs = real["csynth"]
+    dense = next(r for r in cs["per_instance"] if r["module"].startswith("dense_"))
+    # the model class the QNet below reproduces: 16 input streams of ap_fixed<16,6>, 5 outputs
+    assert "ap_fixed_16_6_5_3_0_5u" in dense["module"] and real["part"].replace("-", "") == PYNQ.part.replace("-", "")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        from estimator_vs_fixture import fixture_class_qnet
+    finally:
+        sys.path.pop(0)
+
+    real_dsp = cs["resources"]["DSP"]
+    trivial = 16 * 5 - real_dsp
+    assert 0 < trivial < 16 * 5          # the fixture does drop some multipliers: the rule is exercised
+    clock_mhz = 1e3 / cs["target_clock_ns"]
+    e = estimate(fixture_class_qnet(trivial), PYNQ, clock_mhz, reuse=1, include_platform=False)
+    assert e["resources"]["DSP"] == real_dsp == dense["DSP"]
+    assert e["resources"]["BRAM_18K"] == cs["resources"]["BRAM_18K"]
+    # and the rule itself: every non-trivial product is one DSP, whatever the trivial count
+    for t in (0, 7, 20):
+        assert estimate(fixture_class_qnet(t), PYNQ, clock_mhz, reuse=1, include_platform=False
+                        )["resources"]["DSP"] == 80 - t
 
 
 def test_reuse_dict_default_key(adder_net):

@@ -10,7 +10,8 @@ Elements (b = activation = weight bits, acc = accumulator bits = op width + ACC_
                                      barrel shifter of a time-multiplexed shift-add constant)
 
 Families: xc7 (7-series: pynq-z2) and xcup (UltraScale+: zcu104, ultra96v2, kv260).
-Output: bench/pe_cost/pe_cost.csv (committed; flow.report.estimate reads it) and bench/results/pe_cost.md.
+Output: flow/report/data/pe_cost.csv (committed package data; flow.report.calibration reads it, also from
+an installed wheel) and bench/results/pe_cost.md.
 
     python bench/pe_cost/pe_cost.py            # needs `yosys` on PATH (Debian: apt-get install yosys)
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-CSV_PATH = HERE / "pe_cost.csv"
+CSV_PATH = ROOT / "flow" / "report" / "data" / "pe_cost.csv"   # = flow.report.calibration.PE_COST_CSV
 MD_PATH = ROOT / "bench" / "results" / "pe_cost.md"
 FAMILIES = ("xc7", "xcup")
 BITS = range(2, 9)
@@ -119,7 +120,7 @@ def markdown(rows: list[dict]) -> str:
                     and int(r["dsp_inference"]) == dsp)
 
     out = ["# PE arithmetic cost (yosys synth_xilinx)", "",
-           f"Made by `bench/pe_cost/pe_cost.py` with {rows[0]['yosys']}; table in `bench/pe_cost/pe_cost.csv`. "
+           f"Made by `bench/pe_cost/pe_cost.py` with {rows[0]['yosys']}; table in `flow/report/data/pe_cost.csv`. "
            f"LUT counts LUT1-6 (and INV); CARRY = CARRY4 (yosys maps both families to CARRY4 chains); "
            f"FF = flip-flops; accumulators are op width + {ACC_GROWTH} bits.", ""]
     for fam in FAMILIES:

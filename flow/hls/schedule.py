@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flow.csd import csd_digits
 from flow.errors import AdderFlowError
 from flow.qnet import bits_for
 
@@ -186,22 +187,6 @@ def rescale_prod_bits(a_lo: int, a_hi: int, gmult, gshift) -> int:
 
 
 # ---- canonical signed digits -------------------------------------------------------------------------
-
-def csd_digits(n: int) -> list:
-    """Canonical signed-digit expansion: [(exponent, +1/-1), ...] with sum sign * 2^exponent == n."""
-    n = int(n)
-    sign = 1 if n >= 0 else -1
-    n = abs(n)
-    terms, e = [], 0
-    while n:
-        if n & 1:
-            d = 2 - (n & 3)   # +1 if n % 4 == 1, -1 if n % 4 == 3
-            terms.append((e, d * sign))
-            n -= d
-        n >>= 1
-        e += 1
-    return terms
-
 
 def csd_tables(values) -> tuple:
     """Term-major tables (exps (T, N), signs (T, N), T): entry [t, n] is term t of constant n, so that the

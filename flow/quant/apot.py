@@ -16,6 +16,7 @@ import functools
 
 import numpy as np
 
+from flow.csd import csd_nonzero_digits
 from flow.errors import AdderFlowError
 
 APOT_BITS = (1, 2, 3, 4, 5, 6)
@@ -141,13 +142,7 @@ def round_to_pow2_terms(values: np.ndarray, terms: int) -> np.ndarray:
 
 def count_pow2_terms(value: int) -> int:
     """Non-zero digits of the canonical signed-digit form (the fewest signed powers of two)."""
-    n, x = 0, abs(int(value))
-    while x:
-        if x & 1:
-            n += 1
-            x = x + 1 if (x & 3) == 3 else x - 1
-        x >>= 1
-    return n
+    return int(csd_nonzero_digits(int(value)))
 
 
 # ---- Keras / QKeras quantizer -----------------------------------------------------------------

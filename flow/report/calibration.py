@@ -1,4 +1,5 @@
-"""Per-operation costs the estimator uses: the yosys PE table (bench/pe_cost) plus named assumptions.
+"""Per-operation costs the estimator uses: the yosys PE table (flow/report/data/pe_cost.csv, written by
+bench/pe_cost/pe_cost.py) plus named assumptions.
 
 Every number that is not read from the yosys table is listed in ASSUMPTIONS with the reason for its
 value, and both go into report.json["calibration"], so a reader can see what an estimate rests on.
@@ -15,7 +16,9 @@ import numpy as np
 
 from flow.errors import AdderFlowError
 
-PE_COST_CSV = Path(__file__).resolve().parents[2] / "bench" / "pe_cost" / "pe_cost.csv"
+# package data (pyproject [tool.setuptools.package-data]): an installed wheel has no bench/ to read
+PE_COST_CSV = Path(__file__).resolve().parent / "data" / "pe_cost.csv"
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]   # so describe() names it flow/report/data/pe_cost.csv
 FAMILY_OF_BOARD = {"zynq7": "xc7", "zynqmp": "xcup"}
 
 # name -> (value, why). Cycles are clock cycles; LUT/FF per block.
@@ -141,8 +144,8 @@ class PECost:
         return {"LUT": c["LUT"] * scale, "FF": 0.0, "CARRY": 0.0, "DSP": 0.0}
 
     def describe(self) -> dict:
-        return {"pe_table": str(self.path.relative_to(PE_COST_CSV.parents[2])) if self.path.is_relative_to(
-            PE_COST_CSV.parents[2]) else str(self.path), "family": self.family, "tool": self.yosys,
+        return {"pe_table": str(self.path.relative_to(_PACKAGE_PARENT)) if self.path.is_relative_to(
+            _PACKAGE_PARENT) else str(self.path), "family": self.family, "tool": self.yosys,
             "elements": sorted({r["element"] for r in self.rows})}
 
 

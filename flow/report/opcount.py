@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from flow.csd import csd_nonzero_digits
 from flow.qnet import QNet
 
 PUBLISHED_RESNET20 = {
@@ -23,19 +24,6 @@ PUBLISHED_RESNET20 = {
     "cnn": {"mul": 41.17e6, "add": 41.17e6},
     "addernet": {"mul": 0.45e6, "add": 81.89e6},
 }
-
-
-def csd_nonzero_digits(values: np.ndarray) -> np.ndarray:
-    """Number of non-zero digits of each integer in canonical signed-digit form."""
-    v = np.abs(np.asarray(values, dtype=np.int64)).copy()
-    count = np.zeros(v.shape, dtype=np.int64)
-    while np.any(v):
-        odd = (v & 1) == 1
-        # digit +1 if v mod 4 == 1, -1 if v mod 4 == 3 (then v + 1 carries)
-        minus = odd & ((v & 3) == 3)
-        count += odd
-        v = np.where(minus, v + 1, np.where(odd, v - 1, v)) >> 1
-    return count
 
 
 def _shift_add(attrs: dict) -> bool:
