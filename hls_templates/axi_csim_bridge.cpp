@@ -26,15 +26,17 @@ int adderflow_csim_layout(uint32_t *out, int n) {
     return count;
 }
 
-// Returns 0 when the IP ran to completion; 1 when the input holds fewer words than n_images need
-// (hardware would wait forever for them: not run). *consumed_words, *out_words and *tlast_word
-// (index of the first beat with TLAST, -1 if none) describe what the AXI streams saw.
+// Runs the IP on the words as one DMA transfer (TLAST on the last word) and returns 0. *consumed_words,
+// *out_words and *tlast_word (index of the first output beat with TLAST, -1 if none) describe what the
+// AXI streams saw; *status is the IP's status register (STATUS_EARLY_TLAST when the transfer held fewer
+// words than n_images need: the IP reads the rest as zeros instead of waiting forever).
 int adderflow_csim_run(const uint8_t *in_bytes, uint64_t in_words, uint8_t *out_bytes, uint64_t out_capacity_words,
-                       uint32_t n_images, uint64_t *consumed_words, uint64_t *out_words, int64_t *tlast_word) {
+                       uint32_t n_images, uint64_t *consumed_words, uint64_t *out_words, int64_t *tlast_word,
+                       uint32_t *status) {
     *consumed_words = 0;
     *out_words = 0;
     *tlast_word = -1;
-    if (in_words < (uint64_t)n_images * IN_WORDS) return 1;
+    *status = 0;
     hls::stream<word_t> in_stream("adderflow_in"), out_stream("adderflow_out");
     for (uint64_t i = 0; i < in_words; i++) {
         word_t beat;
@@ -44,7 +46,9 @@ int adderflow_csim_run(const uint8_t *in_bytes, uint64_t in_words, uint8_t *out_
         beat.last = (i == in_words - 1);
         in_stream.write(beat);
     }
-    adderflow_top(in_stream, out_stream, n_images);
+    unsigned ip_status = 0;
+    adderflow_top(in_stream, out_stream, n_images, ip_status);
+    *status = ip_status;
     *consumed_words = in_words - in_stream.size();
     while (!in_stream.empty()) in_stream.read();
     uint64_t n = 0;

@@ -87,7 +87,7 @@ static_assert(OUT_VALUES % result_t::size == 0, "network output stream element d
 }} // namespace adderflow
 
 void {TOP_NAME}(hls::stream<adderflow::word_t> &in_stream, hls::stream<adderflow::word_t> &out_stream,
-                   unsigned n_images);
+                   unsigned n_images, unsigned &status);
 
 #endif
 """

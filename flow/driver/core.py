@@ -250,6 +250,10 @@ class InferenceEngine:
             raise DmaError(f"DMA refused the transfer of {n} images: {exc} (channels reset, buffers freed)") from None
         t2 = time.perf_counter()
         timing["accelerator_s"] = timing.get("accelerator_s", 0.0) + t2 - t1
+        status = self.accel.read(self.registers["status"]) if "status" in self.registers else 0
+        if status:   # bit 0: input TLAST early (the IP read zeros), bit 1: no TLAST on the last input word
+            raise DmaError(f"the accelerator flagged the input stream of {n} images (status {status:#x}: "
+                           + ("TLAST before the last word" if status & 1 else "no TLAST on the last word") + ")")
         self._out_buf.invalidate()
         out = np.array(self._out_buf[:nout], copy=True)
         timing["copy_out_s"] = timing.get("copy_out_s", 0.0) + time.perf_counter() - t2

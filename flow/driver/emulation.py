@@ -103,7 +103,8 @@ class CsimLibrary:
         self._lib.adderflow_csim_run.restype = ctypes.c_int
         self._lib.adderflow_csim_run.argtypes = [
             ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32,
-            ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_int64)]
+            ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_int64),
+            ctypes.POINTER(ctypes.c_uint32)]
         buf = (ctypes.c_uint32 * 16)()
         n = self._lib.adderflow_csim_layout(buf, 16)
         self.layout = dict(zip(self.LAYOUT_FIELDS, list(buf)[:n]))
@@ -123,11 +124,12 @@ class CsimLibrary:
         wb = self.layout["word_bits"] // 8
         in_bytes = np.ascontiguousarray(in_bytes).view(np.uint8)
         consumed, produced, tlast = ctypes.c_uint64(), ctypes.c_uint64(), ctypes.c_int64()
-        rc = self._lib.adderflow_csim_run(in_bytes.ctypes.data, in_bytes.size // wb, out_bytes.ctypes.data,
-                                          out_bytes.nbytes // wb, n_images, ctypes.byref(consumed),
-                                          ctypes.byref(produced), ctypes.byref(tlast))
-        return {"starved": rc == 1, "consumed_words": consumed.value, "out_words": produced.value,
-                "tlast_word": tlast.value}
+        status = ctypes.c_uint32()
+        self._lib.adderflow_csim_run(in_bytes.ctypes.data, in_bytes.size // wb, out_bytes.ctypes.data,
+                                     out_bytes.nbytes // wb, n_images, ctypes.byref(consumed),
+                                     ctypes.byref(produced), ctypes.byref(tlast), ctypes.byref(status))
+        return {"consumed_words": consumed.value, "out_words": produced.value, "tlast_word": tlast.value,
+                "status": status.value}
 
 
 # ---- emulated PYNQ objects ----------------------------------------------------------------------
@@ -230,8 +232,7 @@ class EmulatedAccelerator:
             return                                  # hardware would sit waiting: channels stay busy
         n = self.values.get(self.registers["n_images"], 0)
         res = self.lib.run(send.buffer, recv.buffer, n)
-        if res["starved"]:
-            return                                  # IP waits for words that never come
+        self.values[self.registers["status"]] = res["status"]   # TLAST errors (hls_templates/axi_top.cpp)
         wb = self.lib.layout["word_bits"] // 8
         send.running, send.transferred = False, res["consumed_words"] * wb
         if res["consumed_words"] * wb < send.nbytes:
