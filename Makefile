@@ -9,7 +9,7 @@ ADDERFLOW := $(VENV)/bin/adderflow
 
 MODEL ?= resnet20
 BITS ?= 4
-BOARD ?= pynq-z2
+BOARD ?= kv260
 WEIGHTS ?=
 DATA ?=
 CSIM ?= 100

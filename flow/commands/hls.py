@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from flow.errors import AdderFlowError, ToolMissingError
+from flow.report.estimate import TIGHT_PCT
 
 MODELS = ("resnet20", "resnet20_cnn")
 
@@ -37,15 +38,25 @@ def add_arguments(p):
     p.add_argument("--data", help="test images (.npz or CIFAR folder) for --csim")
     p.add_argument("--synth", action="store_true", help="run vitis_hls csynth (needs vitis_hls on PATH)")
     p.add_argument("--cosim", action="store_true", help="run vitis_hls RTL co-simulation (needs vitis_hls)")
-    p.add_argument("--reuse", type=int, default=None, help="reuse factor of every layer (default 1)")
+    p.add_argument("--reuse", type=int, default=None,
+                   help="reuse factor of every window/dense layer (per layer the largest legal value not above "
+                        "it: it must divide the layer's inputs per output); default: the fastest design that fits "
+                        "--board")
     p.add_argument("--reuse-config", help="YAML {layer name: reuse factor}")
     p.add_argument("--target-fps", type=float,
                    help="choose per-layer reuse factors for this rate on --board (estimate); --reuse-config "
                         "entries override the choice")
     p.add_argument("--fit-board", action="store_true",
-                   help="choose the fastest balanced reuse factors that fit --board (estimate); "
-                        "ignored when --reuse or --target-fps is given")
-    p.add_argument("--shift-add", action="store_true", help="constant multiplications as shift-add (zero DSP)")
+                   help="the default: the fastest balanced design that fits --board with LUT <= --lut-limit "
+                        "(estimate); kept for scripts that pass it")
+    p.add_argument("--lut-limit", type=float, default=TIGHT_PCT,
+                   help=f"LUT utilisation a fitted design may reach, in %% (default {TIGHT_PCT}: the routable margin)")
+    dsp = p.add_mutually_exclusive_group()
+    dsp.add_argument("--shift-add", action="store_true",
+                     help="zero-DSP build: every constant multiplication as shift-add (the default for adder models "
+                          "whenever it fits)")
+    dsp.add_argument("--plain", action="store_true",
+                     help="constant multiplications may use DSPs (the default only when no zero-DSP design fits)")
     p.add_argument("--seed", type=int, default=0, help="seed for --model random / the CNN twin's weights")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
 
@@ -64,19 +75,6 @@ class Steps:
         self.times[name] = dt = time.perf_counter() - t
         print(f"[hls] {name}: {dt:.1f} s", flush=True)
         return out
-
-
-def _prepare_out(out: Path, force: bool):
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise AdderFlowError(f"{out} exists and is not empty (use --force to replace it)")
-        for name in ("hls_prj", "qnet", "report.json", "report.md", "report.png", "keras"):
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def _get_qnet(args):
@@ -100,9 +98,9 @@ def _get_qnet(args):
         from flow.quant import quantize
     except ImportError:
         raise AdderFlowError("flow.quant.quantize is not available in this checkout (use --qnet DIR)") from None
-    from flow.data import load_dataset
+    from flow.commands.quantize import load_calibration
 
-    calib, _ = load_dataset(args.calib, split="train", limit=args.calib_limit)
+    calib = load_calibration(args.calib, args.calib_limit)
     net = quantize(args.model, args.weights, calib, bits=args.bits, progress=True)
     return net, f"quantized from {args.weights or 'seeded random weights'}"
 
@@ -112,8 +110,6 @@ def _csim_data(args, qnet):
 
     if args.csim <= 0:
         return None, None
-    if not args.data:
-        raise AdderFlowError("--csim N needs --data D.npz (test images)")
     x, y = load_dataset(args.data, split="test", limit=args.csim)
     want = tuple(qnet.tensors[qnet.input].shape)
     if tuple(x.shape[1:]) != want:
@@ -121,28 +117,82 @@ def _csim_data(args, qnet):
     return x, y
 
 
-def run_adder(args, out: Path, board, clock_mhz, steps: Steps) -> dict:
+def choose_design(args, qnet, board, clock_mhz) -> dict:
+    """Reuse factors and DSP use of the design to build (all from flow.hls.schedule's legal values):
+    --reuse-config (strict) over --reuse R (per layer the largest legal value <= R) or --target-fps F
+    (fit_reuse); otherwise the fastest balanced design that fits the board with LUT <= --lut-limit, zero-DSP
+    first for adder models (plain when no zero-DSP design fits; --shift-add / --plain force one). No design
+    that fits: one line saying what does not fit."""
+    from flow.hls import project
+    from flow.report.fit import fit_reuse, max_fps_that_fits
+
+    reuse_cfg = project.load_reuse_config(args.reuse_config) if args.reuse_config else {}
+    forced = "zero-DSP" if args.shift_add else ("plain" if args.plain else None)
+    if args.reuse:
+        rfs, adjusted = project.resolve_reuse(qnet, args.reuse, reuse_cfg)
+        for line in adjusted:
+            print(f"[hls] --reuse {args.reuse}: {line} (the nearest legal value below)", flush=True)
+        return {"reuse": rfs, "shift_add": forced != "plain" if forced else False, "bram_weights": [],
+                "how": f"--reuse {args.reuse}"}
+    if args.target_fps:
+        sa = forced == "zero-DSP"
+        fit = fit_reuse(qnet, board, args.target_fps, clock_mhz, weights_to_bram=True, shift_add_all=sa)
+        _print_fit(fit, board, clock_mhz, args.target_fps)
+        return {"reuse": {**fit["reuse"], **reuse_cfg}, "shift_add": sa,
+                "bram_weights": list(fit["design"].get("bram_weights") or []), "how": f"--target-fps {args.target_fps:g}",
+                "fit": fit}
+    tried = []
+    for variant in ([forced] if forced else ["zero-DSP", "plain"]):
+        sa = variant == "zero-DSP"
+        best = max_fps_that_fits(qnet, board, clock_mhz, weights_to_bram=True, lut_limit_pct=args.lut_limit,
+                                 shift_add_all=sa)
+        if best.get("reuse"):
+            u = best["utilisation_pct"]
+            print(f"[hls] fastest {variant} design that fits {board.name} with LUT <= {args.lut_limit:g}% (estimate): "
+                  f"{best['fps']:.0f} images/s, LUT {u['LUT']}% FF {u['FF']}% BRAM {u['BRAM_18K']}% "
+                  f"DSP {u['DSP']}%", flush=True)
+            return {"reuse": {**best["reuse"], **reuse_cfg}, "shift_add": sa, "bram_weights": best["bram_weights"],
+                    "how": f"fastest {variant} design that fits {board.name} (LUT <= {args.lut_limit:g}%)",
+                    "fit": best}
+        tried.append((variant, _smallest_design(qnet, board, clock_mhz, sa)))
+    what = "; ".join(f"{v}: the smallest legal design needs LUT {r['LUT']:,} ({p:.0f}% of {board.lut:,})"
+                     for v, (r, p) in tried)
+    raise AdderFlowError(f"no design of {args.model} W{args.bits} fits {board.name} with LUT <= {args.lut_limit:g}% "
+                         f"(estimate; {what}): use a larger --board (kv260, zcu104), --lut-limit, or --reuse R to "
+                         f"build it anyway")
+
+
+def _smallest_design(qnet, board, clock_mhz, shift_add: bool) -> tuple:
+    """Resources of the slowest legal design (every layer at its largest RF) and its LUT %."""
+    from flow.report.estimate import estimate
+
+    est = estimate(qnet, board, clock_mhz, 10**9, shift_add_all=shift_add)
+    return est["resources"], 100.0 * est["resources"]["LUT"] / board.lut
+
+
+def _print_fit(fit, board, clock_mhz, target_fps) -> None:
+    lat, res = fit["latency"], fit["resources"]
+    print(f"[hls] --target-fps {target_fps:g} on {board.name} at {clock_mhz:g} MHz (estimate): "
+          f"{lat['images_per_s']:.0f} images/s, LUT {res['LUT']} FF {res['FF']} BRAM18K {res['BRAM_18K']} "
+          f"DSP {res['DSP']}; fits: {'yes' if fit['fits'] else 'no'}; binding: {fit['binding'] or 'none'}"
+          + ("" if fit["meets_target"] else "; the target rate is NOT met"), flush=True)
+    if fit["design"].get("bram_weights"):
+        print(f"[hls] weight ROMs bound to BRAM: {', '.join(fit['design']['bram_weights'])}", flush=True)
+
+
+def run_adder(args, out: Path, board, clock_mhz, steps: Steps, qnet, source, images, labels) -> dict:
     from flow import golden
+    from flow.board.axi_top import write_axi_top
     from flow.hls import project
 
-    reuse_cfg = project.load_reuse_config(args.reuse_config) if args.reuse_config else None
-    reuse = args.reuse or 1
-    qnet, source = steps.run("quantized network", _get_qnet, args)
     qnet.save(out / "qnet")
-    fit, bram_weights = None, []
-    target_fps = args.target_fps
-    if getattr(args, "fit_board", False) and not target_fps and not args.reuse:
-        target_fps = _fastest_that_fits(qnet, board, clock_mhz, args.shift_add)
-    if target_fps:
-        fit = _fit_reuse(qnet, board, target_fps, clock_mhz, args.shift_add)
-        reuse_cfg = {**fit["reuse"], **(reuse_cfg or {})}
-        bram_weights = list(fit["design"].get("bram_weights") or [])
-    images, labels = _csim_data(args, qnet)
+    design = steps.run("choose the design", choose_design, args, qnet, board, clock_mhz)
     hls_dir = out / "hls_prj"
 
     def write():
-        hm = project.convert(qnet, hls_dir, part=board.part, clock_mhz=clock_mhz, reuse=reuse,
-                             reuse_config=reuse_cfg, shift_add=args.shift_add, bram_weights=bram_weights)
+        hm = project.convert(qnet, hls_dir, part=board.part, clock_mhz=clock_mhz, reuse=1,
+                             reuse_config=design["reuse"], shift_add=design["shift_add"],
+                             bram_weights=design["bram_weights"])
         hm.write()
         return hm
 
@@ -150,17 +200,21 @@ def run_adder(args, out: Path, board, clock_mhz, steps: Steps) -> dict:
     tb_x = qnet.quantize_input(images[:10]) if images is not None else \
         np.zeros((1,) + tuple(qnet.tensors[qnet.input].shape), np.int64)
     project.write_tb_data(hls_dir, tb_x, golden.run(qnet, tb_x)[qnet.output])
-    _write_axi_top(hls_dir, qnet)
+    write_axi_top(hls_dir, qnet)
     csim = None
     if images is not None:
-        compile_s = steps.run("g++ compile", project.compile_model, hls_model)
+        from flow.driver.emulation import build_csim_library
+
+        compile_s = steps.run("g++ compile (AXI top + network)", lambda: _timed(build_csim_library, hls_dir,
+                                                                                 opt="-O3"))
         x_int = qnet.quantize_input(images)
         want = steps.run("golden model", golden.run, qnet, x_int)[qnet.output].reshape(len(x_int), -1)
         t = time.perf_counter()
-        got = _csim_batches(project, hls_model, x_int)
+        got = project.csim_axi(hls_dir, qnet, x_int)
         sim_s = time.perf_counter() - t
         mism = int(np.sum(got != want))
         csim = {"images": int(len(x_int)), "mismatches": mism, "outputs_compared": int(want.size),
+                "path": "adderflow_top (AXI unpack -> network, n_images per call -> AXI pack), g++ -O3",
                 "accuracy": float(np.mean(got.argmax(1) == labels)),
                 "golden_accuracy": float(np.mean(want.argmax(1) == labels)),
                 "compile_s": round(compile_s, 2), "csim_s": round(sim_s, 3),
@@ -169,67 +223,19 @@ def run_adder(args, out: Path, board, clock_mhz, steps: Steps) -> dict:
               f"accuracy {csim['accuracy']:.2%} (golden {csim['golden_accuracy']:.2%}); "
               f"{csim['csim_images_per_s']} images/s", flush=True)
     mults = project.layer_multipliers(hls_model)
-    extra = {"source_network": source, "multipliers_per_layer": mults,
-             "layers_with_multipliers": sorted(k for k, v in mults.items() if v)}
-    if fit is not None:
-        extra["target_fps_fit"] = {k: fit[k] for k in ("source", "target_fps", "reuse", "fits", "binding",
-                                                       "meets_target") if k in fit}
-        extra["target_fps_fit"]["images_per_s"] = fit["latency"]["images_per_s"]
-        extra["target_fps_fit"]["bram_weights"] = bram_weights
-    return {"qnet": qnet, "hls_dir": hls_dir, "csim": csim,
-            "reuse": {"default": reuse, **reuse_cfg} if reuse_cfg else reuse, "extra": extra,
-            "estimate_kw": {"bram_weights": bram_weights} if bram_weights else {}}
+    extra = {"source_network": source, "multipliers_per_layer": mults, "design": design["how"],
+             "zero_dsp": bool(design["shift_add"]), "bram_weights": design["bram_weights"],
+             "layers_with_multipliers": sorted(k for k, v in mults.items() if v),
+             "stream_depths": (hls_model.config.config.get("AdderFlow") or {}).get("stream_depths", {})}
+    return {"qnet": qnet, "hls_dir": hls_dir, "csim": csim, "reuse": design["reuse"], "extra": extra,
+            "shift_add": design["shift_add"],
+            "estimate_kw": {"bram_weights": design["bram_weights"]} if design["bram_weights"] else {}}
 
 
-def _fastest_that_fits(qnet, board, clock_mhz: float, shift_add: bool) -> float | None:
-    """The frame rate of the fastest balanced design that fits the board (estimate), or None."""
-    from flow.report.fit import max_fps_that_fits
-
-    best = max_fps_that_fits(qnet, board, clock_mhz, hi_fps=100_000.0, weights_to_bram=True,
-                             shift_add_all=bool(shift_add))
-    if not best.get("fps"):
-        print(f"[hls] --fit-board: no balanced design fits {board.name} (estimate); using --reuse 1", flush=True)
-        return None
-    print(f"[hls] --fit-board: fastest balanced design that fits {board.name} (estimate): "
-          f"{best['fps']:.0f} images/s", flush=True)
-    return best["fps"] * 0.999  # just under the found rate, so the fit lands on that design
-
-
-def _fit_reuse(qnet, board, target_fps: float, clock_mhz: float, shift_add: bool) -> dict:
-    """fit_reuse's per-layer reuse factors (window/dense lanes and time-multiplexed requants) for the rate."""
-    from flow.report import fit_reuse
-
-    # weight ROMs move to BRAM (largest LUT saving first) only while LUT is over the board
-    fit = fit_reuse(qnet, board, target_fps, clock_mhz, weights_to_bram=True, shift_add_all=bool(shift_add))
-    lat, res = fit["latency"], fit["resources"]
-    print(f"[hls] --target-fps {target_fps:g} on {board.name} at {clock_mhz:g} MHz (estimate): "
-          f"{lat['images_per_s']:.0f} images/s, LUT {res['LUT']} FF {res['FF']} BRAM18K {res['BRAM_18K']} "
-          f"DSP {res['DSP']}; fits: {'yes' if fit['fits'] else 'no'}; binding: {fit['binding'] or 'none'}"
-          + ("" if fit["meets_target"] else "; the target rate is NOT met"), flush=True)
-    if fit["design"].get("bram_weights"):
-        print(f"[hls] weight ROMs bound to BRAM: {', '.join(fit['design']['bram_weights'])}", flush=True)
-    mf = fit.get("max_fps_that_fits")
-    if mf is not None:
-        print(f"[hls] highest rate that fits {board.name} (estimate): "
-              + (f"{mf['fps']:.0f} images/s" if mf.get("fps") else "none at any rate"), flush=True)
-    return fit
-
-
-def _csim_batches(project, hls_model, x_int, batch: int = 10):
-    from tqdm import tqdm
-
-    outs = []
-    for i in tqdm(range(0, len(x_int), batch), desc="C simulation", unit="batch", leave=False):
-        outs.append(project.csim_predict(hls_model, x_int[i:i + batch]))
-    return np.concatenate(outs)
-
-
-def _write_axi_top(hls_dir: Path, qnet) -> None:
-    try:
-        from flow.board.axi_top import write_axi_top
-    except ImportError:
-        return
-    write_axi_top(hls_dir, qnet)
+def _timed(fn, *a, **kw) -> float:
+    t = time.perf_counter()
+    fn(*a, **kw)
+    return time.perf_counter() - t
 
 
 def run_cnn(args, out: Path, board, clock_mhz, steps: Steps) -> dict:
@@ -270,28 +276,18 @@ def run_cnn(args, out: Path, board, clock_mhz, steps: Steps) -> dict:
             "extra": {"source_network": "seeded random weights (no checkpoint exists)"}}
 
 
-def _write_report(out: Path, res: dict, args, board, clock_mhz, steps: Steps) -> dict:
-    base = {"model": args.model, "bits": args.bits, "board": board.name, "part": board.part,
-            "clock_mhz": clock_mhz}
-    try:
-        from flow.report import write_report
-    except ImportError:
-        write_report = None
-    rep = None
-    if write_report is not None:
-        try:
-            rep = write_report(out, res["qnet"], model=args.model, bits=args.bits, board=board.name,
-                               clock_mhz=clock_mhz, reuse=res["reuse"], csim=res["csim"], hls_dir=res["hls_dir"],
-                               shift_add_all=bool(getattr(args, "shift_add", False)), **res.get("estimate_kw", {}))
-        except AdderFlowError:
-            raise
-        except Exception as exc:  # the report is secondary to the HLS outputs: keep them and say why
-            print(f"[hls] WARNING: flow.report failed ({type(exc).__name__}: {exc}); writing the minimal report",
-                  flush=True)
-    if rep is None:
-        rep = {**base, "source": "none", "csim": res["csim"], "latency": {}, "resources": {}}
-    rep.update({k: v for k, v in base.items() if k not in rep})
-    rep.setdefault("hls", {}).update({**res["extra"], "project": str(res["hls_dir"]), "backend":
+def _write_report(out: Path, res: dict, args, board, clock_mhz, steps: Steps, final: Path | None = None) -> dict:
+    """report.json/.md/.png in `out`; paths in it name `final` (where the build lands after the swap)."""
+    from flow.report import write_report
+
+    final = final or out
+    rep = write_report(out, res["qnet"], model=args.model, bits=args.bits, board=board.name, clock_mhz=clock_mhz,
+                       reuse=res["reuse"], csim=res["csim"], hls_dir=res["hls_dir"],
+                       shift_add_all=bool(res.get("shift_add")), **res.get("estimate_kw", {}))
+    for k, v in {"model": args.model, "bits": args.bits, "board": board.name, "part": board.part,
+                 "clock_mhz": clock_mhz}.items():
+        rep.setdefault(k, v)
+    rep.setdefault("hls", {}).update({**res["extra"], "project": str(final / "hls_prj"), "backend":
                                       "AdderVitis" if res["qnet"] is not None else "Vitis (stock hls4ml)",
                                       "step_seconds": {k: round(v, 2) for k, v in steps.times.items()}})
     (out / "report.json").write_text(json.dumps(rep, indent=1, default=_json_default))
@@ -322,8 +318,9 @@ def _run_vitis(hls_dir: Path, synth: bool, cosim: bool) -> None:
         raise AdderFlowError(f"vitis_hls failed (exit {rc}); see {log}")
 
 
-def run(args) -> int:
-    from flow.boards import get_board
+def _check_arguments(args) -> None:
+    """Every argument check, before anything is read or written."""
+    from flow.data import check_limit
 
     if not 2 <= args.bits <= 8:
         raise AdderFlowError(f"--bits must be 2..8, got {args.bits}")
@@ -333,22 +330,48 @@ def run(args) -> int:
         raise AdderFlowError(f"--csim must be >= 0, got {args.csim}")
     if args.target_fps is not None and args.target_fps <= 0:
         raise AdderFlowError(f"--target-fps must be positive, got {args.target_fps}")
-    if args.target_fps and args.model == "resnet20_cnn":
-        raise AdderFlowError("--target-fps chooses AdderVitis reuse factors; it does not apply to resnet20_cnn")
+    if not 0 < args.lut_limit <= 100:
+        raise AdderFlowError(f"--lut-limit must be in (0, 100], got {args.lut_limit}")
+    check_limit(args.calib_limit, "--calib-limit")
+    if args.model == "resnet20_cnn" and (args.target_fps or args.shift_add or args.reuse_config):
+        raise AdderFlowError("--target-fps/--shift-add/--reuse-config choose AdderVitis designs; they do not apply "
+                             "to resnet20_cnn (stock hls4ml)")
+    if args.csim > 0 and not args.data:
+        raise AdderFlowError("--csim N needs --data D.npz (test images)")
+    if args.reuse_config:
+        from flow.hls import project
+
+        project.load_reuse_config(args.reuse_config)
+
+
+def run(args) -> int:
+    from flow.boards import get_board
+    from flow.outputs import check_output, staged_output
+
+    _check_arguments(args)
     board = get_board(args.board)
     clock_mhz = float(args.clock_mhz or board.clock_mhz)
     out = Path(args.out)
-    _prepare_out(out, args.force)
+    inputs = [args.qnet, args.weights, args.calib, args.data, args.reuse_config]
+    check_output(out, args.force, inputs=inputs, kind="dir", what="--out")
     steps = Steps()
-    if args.model == "resnet20_cnn":
-        res = run_cnn(args, out, board, clock_mhz, steps)
-    else:
-        res = run_adder(args, out, board, clock_mhz, steps)
-    rep = steps.run("report", _write_report, out, res, args, board, clock_mhz, steps)
+    with staged_output(out, args.force, inputs=inputs, kind="dir", what="--out") as tmp:
+        if args.model == "resnet20_cnn":
+            res = run_cnn(args, tmp, board, clock_mhz, steps)
+        else:
+            qnet, source = steps.run("quantized network", _get_qnet, args)
+            images, labels = _csim_data(args, qnet)
+            res = run_adder(args, tmp, board, clock_mhz, steps, qnet, source, images, labels)
+        rep = steps.run("report", _write_report, tmp, res, args, board, clock_mhz, steps, out)
+    # vendor tools last, on the swapped-in build: a missing Vitis stops with exit 2, every output kept
+    res["hls_dir"] = out / "hls_prj"
     if args.synth or args.cosim:
         steps.run("vitis_hls", _run_vitis, res["hls_dir"], args.synth, args.cosim)
         rep = _write_report(out, res, args, board, clock_mhz, steps)
     print(f"[hls] wrote {out / 'report.json'} (source: {rep.get('source')}); total "
           f"{time.perf_counter() - steps.t0:.1f} s", flush=True)
     csim = res["csim"]
-    return 1 if (csim and csim.get("mismatches")) else 0
+    if csim and csim.get("mismatches"):
+        raise AdderFlowError(f"C simulation differs from the golden model in {csim['mismatches']} of "
+                             f"{csim['outputs_compared']} output values (the build is kept in {out})")
+    return 0

@@ -34,7 +34,7 @@ DOWNLOAD_TIMEOUT_S = 30
 def add_arguments(p):
     p.add_argument("--model", default="resnet20")
     p.add_argument("--bits", type=int, default=4)
-    p.add_argument("--board", default="pynq-z2")
+    p.add_argument("--board", default="kv260")
     p.add_argument("--weights", help="checkpoint (.pth/.keras); default: cached official checkpoint")
     p.add_argument("--data-dir", help="folder with *train*.npz + *test*.npz, or CIFAR-10 python batches")
     p.add_argument("--csim", type=int, default=100, help="C-simulate this many test images")
@@ -172,8 +172,6 @@ def run(args) -> int:
         argv += ["--reuse", str(args.reuse)]
     elif args.target_fps:
         argv += ["--target-fps", str(args.target_fps)]
-    elif args.model != "resnet20_cnn":
-        argv.append("--fit-board")
     if args.shift_add:
         argv.append("--shift-add")
     if args.force:

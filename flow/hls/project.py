@@ -15,15 +15,9 @@ BACKEND = "AdderVitis"
 TUNABLE = ("conv2d", "adder2d", "dense")   # ops with a reuse factor (lanes = n_terms / RF)
 
 
-def layer_inputs_per_output(qnet: QNet, op) -> int:
-    """n_in of a window/dense op (the number its reuse factor must divide: schedule.legal_reuse_factors)."""
-    w = np.asarray(op.arrays["weight"])
-    return int(w.size // w.shape[-1])
-
-
 def legal_reuse(qnet: QNet) -> dict:
     """{window/dense op: its legal reuse factors} (requant reuse follows its window layer when fused)."""
-    return {op.name: schedule.legal_reuse_factors(layer_inputs_per_output(qnet, op))
+    return {op.name: schedule.legal_reuse_factors(schedule.inputs_per_output(op))
             for op in qnet.ops if op.kind in TUNABLE}
 
 
@@ -45,13 +39,13 @@ def resolve_reuse(qnet: QNet, reuse: int = 1, reuse_config: dict | None = None) 
             if rf < 1:
                 raise AdderFlowError(f"reuse factor of layer {op.name} must be >= 1, got {rf}")
             if op.kind in TUNABLE:
-                schedule.check_reuse(op.name, layer_inputs_per_output(qnet, op), rf)
+                schedule.check_reuse(op.name, schedule.inputs_per_output(op), rf)
             elif op.kind == "requant":
                 schedule.check_reuse(op.name, qnet.tensors[op.output].shape[-1], rf,
                                      "requant reuse factor (channels per lane)")
             out[op.name] = rf
         elif op.kind in TUNABLE:
-            legal = schedule.legal_reuse_factors(layer_inputs_per_output(qnet, op))
+            legal = schedule.legal_reuse_factors(schedule.inputs_per_output(op))
             rf = max(v for v in legal if v <= int(reuse))
             if rf != int(reuse):
                 adjusted.append(f"{op.name}: {reuse} -> {rf}")
@@ -163,3 +157,58 @@ def set_build_options(hls_dir, csim=True, synth=True, cosim=True, export=True) -
                 vsynth=0, fifo_opt=0)
     body = "".join(f"    {k:<10} {v}\n" for k, v in opts.items())
     Path(hls_dir, "build_opt.tcl").write_text("array set opt {\n" + body + "}\n")
+
+
+def _csim_axi_chunk(args) -> np.ndarray:
+    """One worker: the whole chunk in ONE adderflow_top call (n_images = chunk), as the DMA would send it."""
+    lib_path, x_int, inp, out = args
+    from flow.driver.emulation import CsimLibrary
+    from flow.driver.packing import pack, unpack
+
+    lib = CsimLibrary(lib_path)
+    lib.check_layouts(inp, out)
+    words_in = pack(x_int, inp).reshape(-1)
+    buf = np.zeros(len(x_int) * out.bytes_per_image, np.uint8)
+    res = lib.run(words_in, buf, len(x_int))
+    if res["status"] or res["out_words"] != len(x_int) * out.words or res["tlast_word"] != res["out_words"] - 1:
+        raise AdderFlowError(f"C simulation of the AXI top: status {res['status']:#x}, {res['out_words']} output "
+                             f"words (TLAST at {res['tlast_word']}) for {len(x_int)} images of {out.words} words")
+    return unpack(buf, out, len(x_int))
+
+
+def csim_axi(hls_dir, qnet: QNet, x_int: np.ndarray, workers: int | None = None, chunk: int | None = None,
+             progress: bool = True) -> np.ndarray:
+    """C simulation of the IP that is synthesized: adderflow_top (AXI unpack -> the network with n_images
+    -> AXI pack) compiled with g++, each chunk of images in one call, so the image loop of every process
+    runs. Chunks run in `workers` processes (default: the CPUs this process may use). Returns int64 logits."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    from flow.driver.emulation import build_csim_library
+    from flow.driver.packing import input_layout, output_layout
+
+    lib = build_csim_library(hls_dir, opt="-O3")
+    inp, out = input_layout(qnet), output_layout(qnet)
+    x_int = np.asarray(x_int, np.int64)
+    workers = max(1, workers or len(os.sched_getaffinity(0)))
+    # chunks small enough to share the images among the workers and show progress, large enough that
+    # each call runs several images back to back
+    chunk = chunk or max(2, min(50, -(-len(x_int) // (2 * workers))))
+    jobs = [(str(lib), x_int[i:i + chunk], inp, out) for i in range(0, len(x_int), chunk)]
+    workers = min(workers, len(jobs))
+    bar = tqdm(total=len(x_int), desc="C simulation (AXI top)", unit="img", leave=False, disable=not progress)
+    results = []
+    if workers == 1:
+        for job in jobs:
+            results.append(_csim_axi_chunk(job))
+            bar.update(len(job[1]))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            for job, y in zip(jobs, pool.map(_csim_axi_chunk, jobs)):
+                results.append(y)
+                bar.update(len(job[1]))
+    bar.close()
+    return np.concatenate(results) if results else np.zeros((0, out.values), np.int64)

@@ -313,3 +313,51 @@ def _consumed_at(mapping, q: np.ndarray, tokens_in: int) -> np.ndarray:
         reads = np.concatenate([reads + i * tokens_in for i in range(ANALYSED_IMAGES)])
         return np.maximum(reads[q] - 1, 0)
     return q
+
+
+# ---- the QNet as the generated dataflow graph ----------------------------------------------------------
+
+def inputs_per_output(op) -> int:
+    """n_in of a window/dense op: the number its reuse factor must divide."""
+    w = np.asarray(op.arrays["weight"])
+    return int(w.size // w.shape[-1])
+
+
+def fusable_requants(net) -> dict:
+    """{window op name: requant op} for every requant the backend fuses (passes/fuse_requant.py): its first
+    input comes from a conv2d/adder2d that feeds nothing else and is not the network output."""
+    out = {}
+    for op in net.ops:
+        if op.kind != "requant":
+            continue
+        prod = net.producer(op.inputs[0])
+        if (prod is not None and prod.kind in ("conv2d", "adder2d") and len(net.consumers(op.inputs[0])) == 1
+                and op.inputs[0] != net.output and prod.name not in out):
+            out[prod.name] = op
+    return out
+
+
+def qnet_stream_graph(net, fused: dict) -> tuple:
+    """(nodes, tokens per image) of the generated design for join_fifo_depths: one node per process (a
+    window layer with its fused requant is one node whose residual input is element-wise)."""
+    tokens = {t: (int(np.prod(s.shape[:-1])) if len(s.shape) > 1 else 1) for t, s in net.tensors.items()}
+    absorbed = {rq.name for rq in fused.values()}
+    nodes = []
+    for op in net.ops:
+        if op.name in absorbed:
+            continue
+        inputs, output = list(op.inputs), op.output
+        if op.kind in ("conv2d", "adder2d"):
+            maps = [WindowGeometry.from_qnet_op(net, op)]
+            if op.name in fused:
+                rq = fused[op.name]
+                inputs += list(rq.inputs[1:])
+                maps += ["elementwise"] * (len(rq.inputs) - 1)
+                output = rq.output
+        elif op.kind in ("global_sum_pool", "dense"):
+            maps = ["reduce"] * len(inputs)
+        else:
+            maps = ["elementwise"] * len(inputs)
+        nodes.append({"name": op.name, "inputs": inputs, "outputs": [output], "tokens": tokens[output],
+                      "maps": maps})
+    return nodes, tokens

@@ -1,29 +1,21 @@
 """Analytical latency/resource model of the io_stream DATAFLOW design the AdderVitis backend generates
 (hls_templates/nnet_adder_stream.h), used when no vendor report exists. Every figure is an estimate.
 
-Schedule (per image):
-* window layer (adder2d / conv2d): one flattened pipelined loop (II=1): one step per padded input
-  position (reading the pixel into a K-row line buffer) and RF steps of the SAD/MAC lanes per complete
-  strided window: cycles = HP*WP + Ho*Wo*RF + pipeline depth.
-  block_factor = ceil(K*K*Cin*Cout / RF) parallel SAD or MAC lanes; weights ARRAY_RESHAPEd into one
-  memory of depth RF and width block_factor * weight bits (LUT ROM when shallow, BRAM18K otherwise;
-  constants folded into logic when RF = 1).
-* requant (BN+ReLU+requant, residual add with 2 inputs): one pixel per R cycles with ceil(C/R) lanes
-  (R = its entry in `reuse`, 1 when not named: C lanes, one pixel per cycle), each input a constant
-  multiplier (DSP when wide, LUTs when narrow) or csd_terms shift-adds (APoT, no DSP).
-* global_sum_pool: one pixel per cycle, C accumulators. dense: like a window layer with one pixel.
-* stream FIFOs: fifo_depth='minimal' (default, what the backend writes: depth 2, residual-join inputs
-  sized to the branch lag) or 'hls4ml-default' (a whole tensor per stream).
-* design variants the template does NOT generate today, modelled so the fitting can show what they buy
-  (reported per layer as "variant"): `fuse_requant=True` merges each requant into the window layer feeding
-  it (no accumulator stream, no separate process); `narrow_partial_sums=True` sizes every level of the
-  SAD adder tree by its own bound (the template types a filter's per-cycle partial sum by its bound,
-  psum_t, and adds it once per cycle into the accumulator: modelled by default);
-  `bram_weights` (layer names) binds those layers' shallow weight memories to BRAM instead of LUT ROM.
-* processes run concurrently: the interval is the slowest process; the latency is the longest
-  start-to-end path through the graph at the clock.
-Resources: lanes x the yosys-calibrated element costs (calibration.PECost) + memories + line buffers +
-stream FIFOs + per-process control (calibration.ASSUMPTIONS), plus the PYNQ platform (DMA).
+The design's numbers are not restated here: lanes, legal reuse factors, cycles per image, derived widths,
+fused requants and FIFO depths come from flow/hls/schedule.py, the module the templates are built from.
+What this module adds is the price of each piece:
+* window layer: F * n_in/RF SAD (or MAC / CSD shift-add) lanes, the bound-typed adder tree and one
+  accumulator per filter, an RF:1 operand selection per lane input, the weight ROM (RF words; LUT ROM when
+  shallow, BRAM18K otherwise, constants in logic at RF = 1), hls4ml's line buffer ((KH-1) shift-register
+  rows of the padded width per channel: SRL32) and window registers, the group input rescale, and the
+  requant fused into it (C/R lanes, R <= RF).
+* a requant that is not fused, global_sum_pool (one pixel per cycle), dense (RF cycles).
+* stream FIFOs: fifo_depth='minimal' (what the backend writes) or 'hls4ml-default' (a whole tensor).
+* `bram_weights` (layer names) binds those layers' shallow weight memories to BRAM instead of LUT ROM.
+* every process loops over the images of a call, so the interval is the slowest process's cycles per
+  image; the latency is the longest start-to-end path through the graph at the clock.
+Resources: the yosys-calibrated element costs (calibration.PECost) + memories + line buffers + stream
+FIFOs + per-process control (calibration.ASSUMPTIONS), plus the PYNQ platform (DMA).
 """
 
 from __future__ import annotations
@@ -33,11 +25,14 @@ import math
 import numpy as np
 
 from flow.boards import Board
+from flow.errors import AdderFlowError
+from flow.hls import schedule
 from flow.qnet import QNet, bits_for
 from flow.report.calibration import ASSUMPTIONS, FAMILY_OF_BOARD, PECost, assumption, bram18_for, uses_dsp
 from flow.report.opcount import csd_nonzero_digits
 
 RESOURCES = ("LUT", "FF", "BRAM_18K", "DSP")
+TUNABLE = ("conv2d", "adder2d", "dense")
 TIGHT_PCT = 85          # utilisation above which a "fit" is flagged as doubtful for place and route
 SOURCE = "estimate"
 
@@ -69,19 +64,6 @@ def csd_terms_of(op, shift_add_all: bool = False) -> int:
     return max(1, int(csd_nonzero_digits(op.arrays[arr]).max()))
 
 
-def sad_terms_per_cycle(n_terms: int, n_filt: int, reuse: int) -> int:
-    """Most |a - w| terms one filter receives in one cycle of the SadReuse schedule (term idx = k*F + f
-    runs in cycle idx % RF): the per-cycle partial sum of a filter adds this many terms."""
-    idx = np.arange(int(n_terms), dtype=np.int64)
-    pairs = (idx % max(1, int(reuse))) * int(n_filt) + idx % int(n_filt)
-    return int(np.bincount(pairs).max()) if idx.size else 1
-
-
-def sad_slots(n_filt: int, reuse: int, block: int) -> int:
-    """Filters one SAD cycle touches (lanes b = j mod this share filter j's partial sum)."""
-    return max(1, min(int(block), int(n_filt) // math.gcd(int(n_filt), max(1, int(reuse)))))
-
-
 def memory(depth: int, width: int, lut_max_depth: int) -> dict:
     """A depth x width ROM: LUT6 ROMs (64 words x 1 bit each) when shallow, else BRAM18K."""
     if depth <= 0 or width <= 0:
@@ -110,100 +92,16 @@ def fifo(depth: int, width: int) -> dict:
     return _add_into(ctl, {"BRAM_18K": bram18_for(depth, width)})
 
 
-# ---- stream FIFO depths (the backend's writer sizes its FIFOs with the same functions) ---------------
-# A chain of processes runs with depth-2 FIFOs; where two branches of a fork meet again (a residual
-# join) the faster branch must buffer what the slower one holds back, or the fork blocks and the
-# DATAFLOW region deadlocks. Per join, from its fork (the nearest stream all its inputs descend from):
-# need[q] = fork tokens delivered before token q of a stream can exist (window layers from their raster
-# walk of the padded input, element-wise nodes 1:1, reductions after their last input). A join stuck on
-# token q has seen fewer than T(q) = max_i need_i[q] fork tokens; input i then holds at most
-# #{q' : need_i[q'] <= T(q) - 1} - q tokens: its depth is the largest such backlog + FIFO_JOIN_MARGIN.
-
-FIFO_MIN_DEPTH = 2
-FIFO_JOIN_MARGIN = 2          # tokens in flight inside the producer / consumer pipelines
-
-
-def window_reads_at_outputs(a: dict) -> np.ndarray:
-    """Input pixels the line-buffer walk (window_stream) has read when each output pixel is emitted."""
-    kh, kw, s = int(a["filt_height"]), int(a["filt_width"]), int(a["stride"])
-    h, w = int(a["in_height"]), int(a["in_width"])
-    pt, pl = int(a["pad_top"]), int(a["pad_left"])
-    hp, wp = h + pt + int(a["pad_bottom"]), w + pl + int(a["pad_right"])
-    rows_read = np.clip(np.arange(hp) - pt, 0, h)                  # full input rows before padded row ip
-    cols_read = np.clip(np.arange(wp) - pl + 1, 0, w)              # pixels of the current row through jp
-    inside_row = (np.arange(hp) >= pt) & (np.arange(hp) < pt + h)
-    out_rows = np.arange(kh - 1, hp, s)[: int(a["out_height"])]
-    out_cols = np.arange(kw - 1, wp, s)[: int(a["out_width"])]
-    reads = rows_read[out_rows, None] * w + np.where(inside_row[out_rows, None], cols_read[None, out_cols], 0)
-    return reads.reshape(-1)
-
-
-def _need_of_outputs(node: dict, need_in: list) -> np.ndarray:
-    n = int(node["tokens"])
-    if node.get("window"):
-        reads = window_reads_at_outputs(node["window"])
-        src = need_in[0]
-        return np.where(reads > 0, src[np.clip(reads - 1, 0, len(src) - 1)], 0)
-    if all(len(x) == n for x in need_in):          # element-wise: requant, residual join, clone, dense
-        return np.max(np.stack(need_in), axis=0)
-    last = max(int(x[-1]) for x in need_in)        # reduction (pooling) or unknown: after its whole input
-    return np.full(n, last, dtype=np.int64)
-
-
-def join_fifo_depths(nodes: list, stream_tokens: dict) -> dict:
-    """{(join node name, input stream): FIFO depth} for every multi-input node of a streaming graph.
-    nodes: topological order of {"name", "inputs", "outputs", "tokens" (per output), "window" (the
-    window_reads_at_outputs geometry, window layers only)}; stream_tokens: {stream: tokens per image}.
-    A join that cannot be analysed gets a whole tensor."""
-    producer = {o: k for k, n in enumerate(nodes) for o in n["outputs"]}
-
-    def ancestors(v):
-        seen, todo = set(), [v]
-        while todo:
-            x = todo.pop()
-            if x not in seen:
-                seen.add(x)
-                if x in producer:
-                    todo.extend(nodes[producer[x]]["inputs"])
-        return seen
-
-    out = {}
-    for k, join in enumerate(nodes):
-        if len(join["inputs"]) < 2:
-            continue
-        common = set.intersection(*(ancestors(i) for i in join["inputs"]))
-        backlog = None
-        if common:
-            fork = max(common, key=lambda v: producer.get(v, -1))
-            need = {fork: np.arange(1, int(stream_tokens[fork]) + 1, dtype=np.int64)}
-            for node in nodes[producer.get(fork, -1) + 1:k]:
-                if node["inputs"] and all(i in need for i in node["inputs"]):
-                    o_need = _need_of_outputs(node, [need[i] for i in node["inputs"]])
-                    for o in node["outputs"]:
-                        need[o] = o_need
-            ins = join["inputs"]
-            if all(i in need for i in ins) and len({len(need[i]) for i in ins}) == 1:
-                t = np.max(np.stack([need[i] for i in ins]), axis=0)
-                q = np.arange(len(t))
-                backlog = {i: max(0, int(np.max(np.searchsorted(need[i], t - 1, side="right") - q))) for i in ins}
-        for i in join["inputs"]:
-            tokens = int(stream_tokens[i])
-            depth = tokens if backlog is None else backlog[i] + FIFO_JOIN_MARGIN
-            out[(join["name"], i)] = int(min(max(FIFO_MIN_DEPTH, depth), max(tokens, 1)))
-    return out
-
-
 # ---- per-op models ---------------------------------------------------------------------------------
 
 class Estimator:
     def __init__(self, net: QNet, board: Board, clock_mhz: float, reuse=None, shift_add_all: bool = False,
-                 fifo_depth: str | None = None, fuse_requant: bool = False, narrow_partial_sums: bool = False,
-                 include_platform: bool = True, bram_weights=(), strict: bool = True, pe: PECost | None = None):
+                 fifo_depth: str | None = None, fuse_requant: bool = True, include_platform: bool = True,
+                 bram_weights=(), strict: bool = True, pe: PECost | None = None):
         self.net, self.board, self.clock_mhz = net, board, float(clock_mhz)
         self.pe = pe or PECost(FAMILY_OF_BOARD.get(board.family, "xc7"))
         self.shift_add_all = shift_add_all
         self.fuse_requant = fuse_requant
-        self.narrow_partial_sums = narrow_partial_sums
         self.include_platform = include_platform
         self.bram_weights = set(bram_weights or ())
         self.strict = strict
@@ -211,29 +109,37 @@ class Estimator:
         self.fifo_depth = fifo_depth or assumption("fifo_depth")
         if self.fifo_depth not in ("hls4ml-default", "minimal"):
             raise ValueError(f"fifo_depth must be 'hls4ml-default' or 'minimal', got {self.fifo_depth}")
+        # {window op: the requant fused into it} (the backend's passes/fuse_requant.py rule)
+        self.fused_requant = schedule.fusable_requants(net) if fuse_requant else {}
+        self.fused_into = {rq.name: w for w, rq in self.fused_requant.items()}
         self.reuse = self._resolve_reuse(reuse)
 
-    # reuse factors: an int for every window/dense layer, or {op: RF} (key "default" for the others);
-    # clamped to [1, n_terms]
     def _resolve_reuse(self, reuse) -> dict:
-        out = {}
+        """{window/dense/requant op: RF}: an int for every window/dense layer (per layer the largest legal
+        value not above it), or {op: RF} (a "default" key for the others), each entry legal
+        (schedule.check_reuse). A requant: 1 unless named; fused ones follow their window layer."""
         names = {o.name for o in self.net.ops}
-        if isinstance(reuse, dict):
-            unknown = sorted(set(reuse) - names - {"default"})
-            if unknown and self.strict:
-                from flow.errors import AdderFlowError
-                raise AdderFlowError(f"reuse factor given for unknown layer(s) {', '.join(unknown)}")
-            if unknown:
-                self.warnings.append(f"reuse factors for unknown layer(s) ignored: {', '.join(unknown)}")
+        cfg = dict(reuse) if isinstance(reuse, dict) else {}
+        default = int(cfg.pop("default", 1)) if isinstance(reuse, dict) else (int(reuse) if reuse else 1)
+        unknown = sorted(set(cfg) - names)
+        if unknown and self.strict:
+            raise AdderFlowError(f"reuse factor given for unknown layer(s) {', '.join(unknown)}")
+        if unknown:
+            self.warnings.append(f"reuse factors for unknown layer(s) ignored: {', '.join(unknown)}")
+        out = {}
         for o in self.net.ops:
-            if o.kind == "requant":   # time-multiplexed only when named (as the backend's hls_config does)
-                if isinstance(reuse, dict) and o.name in reuse:
-                    out[o.name] = int(min(max(1, int(reuse[o.name])), self.net.tensors[o.output].shape[-1]))
+            if o.kind == "requant":
+                c = self.net.tensors[o.output].shape[-1]
+                if o.name in cfg and o.name not in self.fused_into:
+                    out[o.name] = schedule.check_reuse(o.name, c, int(cfg[o.name]), "requant reuse factor")
                 continue
-            if o.kind not in ("conv2d", "adder2d", "dense"):
+            if o.kind not in TUNABLE:
                 continue
-            r = reuse.get(o.name, reuse.get("default", 1)) if isinstance(reuse, dict) else (int(reuse) if reuse else 1)
-            out[o.name] = int(min(max(1, int(r)), o.arrays["weight"].size))
+            n_in = schedule.inputs_per_output(o)
+            if o.name in cfg:
+                out[o.name] = schedule.check_reuse(o.name, n_in, int(cfg[o.name]))
+            else:
+                out[o.name] = max(v for v in schedule.legal_reuse_factors(n_in) if v <= max(1, default))
         return out
 
     def _rom_lut_depth(self, op) -> int:
@@ -249,67 +155,66 @@ class Estimator:
                 "stride": int(op.attrs.get("stride", 1)), "Ho": ho, "Wo": wo, "F": f, "n_terms": k * k * cin * f}
 
     def op_window(self, op) -> dict:
-        g = self.window_geometry(op)
+        """The window layer as generated (flow.hls.schedule): hls4ml line buffer + shift-register window,
+        F*M lanes (M = n_in/RF) each wired to a filter and, per cycle, a tap; a bound-typed adder tree per
+        filter; the fused requant (when the QNet's next op is fusable) over R <= RF cycles."""
+        g = schedule.WindowGeometry.from_qnet_op(self.net, op)
         rf = self.reuse[op.name]
-        lanes = math.ceil(g["n_terms"] / rf)
-        a_bits = self.net.tensors[op.inputs[0]].bits
-        w = op.arrays["weight"]
+        m = schedule.lanes_per_filter(g.n_in, rf)
+        lanes = g.n_filt * m
+        a_spec = self.net.tensors[op.inputs[0]]
+        a_bits, w = a_spec.bits, op.arrays["weight"]
         w_bits = _bits_of(w)
         acc_bits = self.net.tensors[op.output].bits
         adder = op.kind == "adder2d"
-        terms_per_acc = max(1, math.ceil(lanes / g["F"]))
-        tree = math.ceil(math.log2(terms_per_acc + 1))
-        # one flattened II=1 loop: HP*WP position steps + RF PE steps per output, its depth paid once
-        depth = assumption("pe_call_cycles") + tree + math.ceil(g["K"] / 2)
-        per_out = rf
-        pixels_in = g["HP"] * g["WP"]
-        pixels_out = g["Ho"] * g["Wo"]
-        cycles = pixels_in * assumption("pixel_cycles") + pixels_out * per_out + depth
-        fill = ((g["K"] - 1) * g["WP"] + g["K"]) * assumption("pixel_cycles")
+        rq = self.fused_requant.get(op.name)
+        r_rq = schedule.requant_reuse(g.n_filt, rf) if rq is not None else 0
+        cycles = schedule.window_steps(g, rf, r_rq) + schedule.PIPELINE_DEPTH["window"]
+        fill = (g.filt_height - 1) * g.wp + g.filt_width
         res, parts = _zero(), {}
         csd = 0
-        # datapath lanes
         if adder:
-            # generated: each lane adds into its filter slot's per-cycle partial sum (psum_t, typed by its
-            # bound), then one accumulator add per slot (filter touched) and cycle
-            dmax = max((1 << a_bits) - 1 - int(w.min()), int(w.max()), 1)
-            psum_bits = int(dmax * sad_terms_per_cycle(g["n_terms"], g["F"], rf)).bit_length()
-            lane_acc = min(acc_bits, psum_bits)
-            if self.narrow_partial_sums:   # variant: every tree level sized to its own bound
-                t = terms_per_acc
-                lane_acc = min(lane_acc, ((t - 1) * (max(a_bits, w_bits) + 1 + math.log2(t) / 2) + acc_bits) / t)
-            lane = self.pe.sad_lane(max(a_bits, w_bits), lane_acc)
-            parts["accumulators"] = _add_into(_zero(), self.pe.add(acc_bits), sad_slots(g["F"], rf, lanes))
+            widths = schedule.sad_widths(a_spec.lo, a_spec.hi, int(w.min()), int(w.max()), m)
+            lane = self.pe.sad_lane(max(a_bits, w_bits), widths["term_bits"])
+            parts["lanes"] = _add_into(_zero(), lane, lanes)
+            # the tree's upper levels are wider than a lane's add: one LUT per extra bit per node
+            tree = _zero()
+            nodes, level = m, 0
+            while nodes > 1:
+                nodes = math.ceil(nodes / 2)
+                level += 1
+                tree["LUT"] += nodes * level * g.n_filt
+            tree = _add_into(tree, self.pe.add(acc_bits), g.n_filt)       # one accumulator per filter
+            parts["adder_tree"] = tree
             mult_impl = "none (SAD)"
         else:
             csd = csd_terms_of(op, self.shift_add_all)
             if csd:
-                max_exp = int(np.abs(w).max()).bit_length()
                 lane = _zero()
+                max_exp = int(np.abs(w).max()).bit_length()
                 for _ in range(csd):
                     _add_into(lane, self.pe.add(acc_bits))
-                    if rf > 1:  # exponents read from the ROM per cycle: a barrel shifter per term
+                    if rf > 1:   # exponents read from the ROM per cycle: a barrel shifter per term
                         lane["LUT"] += self.pe.shifter(a_bits, acc_bits, max_exp)["LUT"]
                 mult_impl = f"shift-add ({csd} CSD terms)"
             else:
                 dsp = uses_dsp(a_bits, w_bits)
                 lane = self.pe.mac_lane(a_bits, w_bits, acc_bits, dsp)
                 mult_impl = "DSP" if dsp else "LUT multiplier"
-        parts["lanes"] = _add_into(_zero(), lane, lanes)
-        # weights: one reshaped memory of depth RF, width lanes * w_bits (+ CSD exponent/sign tables)
-        rom_width = lanes * w_bits + lanes * csd * (8 + 2)
-        parts["weights"] = _zero() if rf == 1 else memory(rf, rom_width, self._rom_lut_depth(op))
-        # line buffer lbuf[G][K][WP][C] partitioned on G, K, C: G*K*C memories of depth WP, width a_bits
+            parts["lanes"] = _add_into(_zero(), lane, lanes)
+        # lane operand: an RF:1 selection of the window registers per (group, lane-in-filter) (LUT6 = 4:1)
         groups = len(op.arrays.get("group_in_mult", [0])) if adder else 1
-        if g["K"] > 1:
-            parts["line_buffer"] = _add_into(_zero(), lutram(g["WP"], a_bits, assumption("lutram_max_depth")),
-                                             groups * g["K"] * g["C"])
-        else:
-            parts["line_buffer"] = {**_zero(), "FF": groups * g["C"] * a_bits}
-        parts["line_buffer"]["FF"] += groups * g["K"] * g["K"] * g["C"] * a_bits     # window registers
-        # per-group input rescale (adder): C lanes per rescaled group
-        rescale = _zero()
-        n_mult = 0
+        parts["operand_mux"] = {**_zero(), "LUT": float(groups * m * a_bits * math.ceil((rf - 1) / 3))} \
+            if rf > 1 else _zero()
+        # weights: RF words of lanes * w_bits (+ term-major CSD tables), LUT ROM when shallow, else BRAM
+        rom_width = (0 if (csd and not adder) else lanes * w_bits) + lanes * csd * (8 + 2)
+        parts["weights"] = _zero() if rf == 1 else memory(rf, rom_width, self._rom_lut_depth(op))
+        # hls4ml line buffer: (KH-1) ap_shift_reg rows of WP per channel and group (SRL32: 1 LUT/bit/32)
+        rows = max(g.filt_height - 1, 0)
+        lb = {**_zero(), "LUT": float(groups * rows * g.n_chan * a_bits * math.ceil(g.wp / 32))}
+        lb["FF"] += groups * g.n_in * a_bits                                  # the KH x KW x C window
+        parts["line_buffer"] = lb
+        rescale, n_mult = _zero(), 0
         if adder:
             gm = np.asarray(op.arrays.get("group_in_mult", np.zeros(1)))
             active = int(np.count_nonzero(gm))
@@ -321,28 +226,35 @@ class Estimator:
                     one = _add_into(_zero(), self.pe.add(prod_bits), gcsd)
                 else:
                     one = self.pe.const_mul(a_bits, m_bits, uses_dsp(a_bits, m_bits))
-                    n_mult = active * g["C"]
+                    n_mult = active * g.n_chan
                 _add_into(one, self.pe.add(prod_bits))                   # rounding add
                 one["LUT"] += a_bits + 2                                 # clip to [0, 2^b - 1]
-                _add_into(rescale, one, active * g["C"])
+                _add_into(rescale, one, active * g.n_chan)
         parts["input_rescale"] = rescale
         parts["control"] = {**_zero(), "LUT": assumption("control_lut"), "FF": assumption("control_ff")}
-        for p in parts.values():
-            _add_into(res, p)
         if not adder and not csd:
             n_mult += lanes
-        return {"cycles": cycles, "first_out": fill + per_out + depth, "tail": per_out + depth, "rf": rf,
-                "lanes": lanes,
-                "pixels_in": pixels_in, "pixels_out": pixels_out, "cycles_per_output": per_out,
-                "mult_impl": mult_impl, "multipliers": n_mult, "csd_terms": csd,
+        variant = "as generated"
+        if rq is not None:
+            rq_model = self.op_requant(rq, fused_into=(op, rf))
+            parts["fused_requant"] = rq_model["resources"]
+            parts["fused_requant"]["FF"] += g.n_filt * acc_bits                 # latched accumulators
+            n_mult += rq_model["multipliers"]
+            variant = f"requant {rq.name} fused (R={r_rq})"
+        for p in parts.values():
+            _add_into(res, p)
+        return {"cycles": cycles, "first_out": fill + rf + r_rq + schedule.PIPELINE_DEPTH["window"],
+                "tail": rf + r_rq + schedule.PIPELINE_DEPTH["window"], "rf": rf, "lanes": lanes,
+                "lanes_per_filter": m, "pixels_in": g.hp * g.wp, "pixels_out": g.out_pixels,
+                "cycles_per_output": rf, "mult_impl": mult_impl, "multipliers": n_mult, "csd_terms": csd,
                 "weights_in": ("constants in logic" if rf == 1 else
                                "LUT ROM" if parts["weights"]["BRAM_18K"] == 0 else "BRAM"),
-                "resources": res, "parts": parts}
+                "variant": variant, "resources": res, "parts": parts}
 
     def op_dense(self, op) -> dict:
         cin, f = op.arrays["weight"].shape
         rf = self.reuse[op.name]
-        lanes = math.ceil(cin * f / rf)
+        lanes = f * schedule.lanes_per_filter(cin, rf)
         a_bits = self.net.tensors[op.inputs[0]].bits
         w = op.arrays["weight"]
         w_bits = _bits_of(w)
@@ -374,7 +286,7 @@ class Estimator:
         res = _zero()
         for p in parts.values():
             _add_into(res, p)
-        per_out = rf + assumption("pe_call_cycles") + math.ceil(math.log2(max(1, lanes // f) + 1))
+        per_out = rf + schedule.PIPELINE_DEPTH["dense"]
         return {"cycles": per_out, "first_out": per_out, "tail": per_out, "rf": rf, "lanes": lanes,
                 "pixels_in": 1, "pixels_out": 1, "cycles_per_output": per_out, "mult_impl": impl,
                 "multipliers": n_mult, "csd_terms": csd,
@@ -382,22 +294,32 @@ class Estimator:
                     "LUT ROM" if parts["weights"]["BRAM_18K"] == 0 else "BRAM"),
                 "resources": res, "parts": parts}
 
-    def op_requant(self, op) -> dict:
+    def op_requant(self, op, fused_into=None) -> dict:
+        """BN + ReLU + requant (+ residual add): C/R lanes over R cycles per pixel (R divides C). Fused into
+        its window layer (fused_into = (window op, its RF)): R = the largest divisor of C <= RF, no process
+        of its own; priced inside the window layer (op_window calls this)."""
         out = self.net.tensors[op.output]
         c = out.shape[-1]
         pixels = int(np.prod(out.shape[:-1])) if len(out.shape) > 1 else 1
-        r = self.reuse.get(op.name, 1)          # > 1: channels time-multiplexed (see module doc)
-        lanes = math.ceil(c / r)
+        if fused_into is None and op.name in self.fused_into:
+            win = self.fused_into[op.name]
+            return {"cycles": 0, "first_out": 0, "tail": 0, "rf": schedule.requant_reuse(c, self.reuse[win]),
+                    "lanes": 0, "pixels_in": pixels, "pixels_out": pixels, "cycles_per_output": 0,
+                    "mult_impl": "in its window layer", "multipliers": 0, "csd_terms": 0,
+                    "weights_in": "-", "variant": f"fused into {win}", "resources": _zero(), "parts": {}}
+        r = schedule.requant_reuse(c, fused_into[1]) if fused_into else self.reuse.get(op.name, 1)
+        lanes = c // r
         mult = np.asarray(op.arrays["mult"])
         m_bits = _bits_of(mult)
         shift = int(op.attrs.get("shift", 0))
-        in_bits = [self.net.tensors[t].bits for t in op.inputs]
-        sum_bits = max(max(in_bits) + m_bits, _bits_of(op.arrays["bias"])) + len(op.inputs)
+        in_specs = [self.net.tensors[t] for t in op.inputs]
+        sum_bits = schedule.requant_sum_bits(op.arrays["bias"], mult, [(t.lo, t.hi) for t in in_specs], shift)
         csd = csd_terms_of(op, self.shift_add_all)
         max_exp = int(np.abs(mult).max()).bit_length()
         lane, n_mult, dsp_any = _zero(), 0, False
-        for b in in_bits:
-            if csd:   # constant exponents (channel loop unrolled): shifts are wiring, one add per term
+        for spec in in_specs:
+            b = spec.bits
+            if csd:   # constant exponents (R = 1): shifts are wiring, one add per term
                 _add_into(lane, self.pe.add(sum_bits), csd)
                 if r > 1:   # exponents change per cycle: a barrel shifter per term
                     lane["LUT"] += csd * self.pe.shifter(b, sum_bits, max_exp)["LUT"]
@@ -413,32 +335,25 @@ class Estimator:
             _add_into(lane, self.pe.add(sum_bits))                   # bias (+ rounding constant)
         lane["LUT"] += max(1, sum_bits - shift) + out.bits           # clip compare + select
         lane["FF"] += out.bits
-        parts = {"lanes": _add_into(_zero(), lane, lanes),
-                 "control": {**_zero(), "LUT": assumption("control_lut"), "FF": assumption("control_ff")}}
-        if r > 1:   # per-channel constants read each cycle + output assembly register
-            parts["constants"] = memory(r, lanes * (m_bits * len(in_bits) + _bits_of(op.arrays["bias"])),
-                                        assumption("rom_lut_max_depth"))
-            parts["constants"]["FF"] += c * out.bits
-        fused = self.fuse_requant and self._fusable(op)
-        if fused:
-            parts["control"] = _zero()
+        parts = {"lanes": _add_into(_zero(), lane, lanes)}
+        if not fused_into:
+            parts["control"] = {**_zero(), "LUT": assumption("control_lut"), "FF": assumption("control_ff")}
+        if r > 1:   # per-channel constants read each cycle (word q of the reshaped tables), R:1 operand mux
+            parts["constants"] = memory(r, lanes * (m_bits * len(in_specs) + _bits_of(op.arrays["bias"])
+                                                    + csd * (8 + 2) * len(in_specs)), assumption("rom_lut_max_depth"))
+            parts["constants"]["FF"] += c * out.bits                 # output pixel register
+            parts["operand_mux"] = {**_zero(), "LUT": float(lanes * sum(t.bits for t in in_specs)
+                                                            * math.ceil((r - 1) / 3))}
         res = _zero()
         for p in parts.values():
             _add_into(res, p)
-        depth = assumption("requant_depth") + csd
+        depth = schedule.PIPELINE_DEPTH["requant"] + csd
         impl = f"shift-add ({csd} CSD terms)" if csd else ("DSP" if dsp_any else "LUT multiplier")
-        return {"cycles": pixels * r + depth, "first_out": depth + r, "tail": depth + r, "rf": r, "lanes": lanes,
-                "pixels_in": pixels, "pixels_out": pixels, "cycles_per_output": r, "mult_impl": impl,
-                "multipliers": n_mult * lanes, "csd_terms": csd,
-                "weights_in": "constants in logic" if r == 1 else "constant ROM",
-                "variant": "fused into producer" if fused else "as generated",
+        return {"cycles": schedule.requant_steps(pixels, r) + depth, "first_out": depth + r, "tail": depth + r,
+                "rf": r, "lanes": lanes, "pixels_in": pixels, "pixels_out": pixels, "cycles_per_output": r,
+                "mult_impl": impl, "multipliers": n_mult * lanes, "csd_terms": csd,
+                "weights_in": "constants in logic" if r == 1 else "constant ROM", "variant": "as generated",
                 "resources": res, "parts": parts}
-
-    def _fusable(self, op) -> bool:
-        """A requant whose first input comes straight from a window layer that feeds nothing else."""
-        prod = self.net.producer(op.inputs[0])
-        return (prod is not None and prod.kind in ("conv2d", "adder2d")
-                and len(self.net.consumers(op.inputs[0])) == 1)
 
     def op_pool(self, op) -> dict:
         h, w, c = self.net.tensors[op.inputs[0]].shape
@@ -506,45 +421,25 @@ class Estimator:
                                         "platform (AXI DMA, interconnect)": _rounded(platform)}},
             "per_layer": layers, "streams": streams,
             "assumptions": {"fifo_depth": self.fifo_depth, "shift_add_all": self.shift_add_all,
-                            "fuse_requant": self.fuse_requant, "narrow_partial_sums": self.narrow_partial_sums,
+                            "fuse_requant": self.fuse_requant,
                             "include_platform": self.include_platform, "bram_weights": sorted(self.bram_weights),
                             "requant_reuse": {k: v for k, v in self.reuse.items() if net.op(k).kind == "requant"}},
         }
 
-    def stream_graph(self) -> tuple:
-        """The QNet as the streaming graph join_fifo_depths takes (what the backend generates)."""
-        nodes, tokens = [], {}
-        for t, spec in self.net.tensors.items():
-            tokens[t] = int(np.prod(spec.shape[:-1])) if len(spec.shape) > 1 else 1
-        for op in self.net.ops:
-            node = {"name": op.name, "inputs": list(op.inputs), "outputs": [op.output], "tokens": tokens[op.output]}
-            if op.kind in ("conv2d", "adder2d"):
-                g = self.window_geometry(op)
-                pt, pb, pl, pr = (list(op.attrs.get("pads", [0, 0, 0, 0])) + [0, 0, 0, 0])[:4]
-                node["window"] = {"filt_height": g["K"], "filt_width": g["K"], "stride": g["stride"],
-                                  "in_height": g["H"], "in_width": g["W"], "pad_top": pt, "pad_bottom": pb,
-                                  "pad_left": pl, "pad_right": pr, "out_height": g["Ho"], "out_width": g["Wo"]}
-            nodes.append(node)
-        return nodes, tokens
-
     def streams(self, layers) -> list:
-        """One FIFO per tensor edge (width C * bits); depth per the fifo_depth policy."""
-        net, out = self.net, []
-        joins = join_fifo_depths(*self.stream_graph()) if self.fifo_depth == "minimal" else {}
-        for t, spec in net.tensors.items():
-            consumers = net.consumers(t)
-            if not consumers:
-                continue
-            width = (spec.shape[-1] if len(spec.shape) else 1) * spec.bits
-            pixels = int(np.prod(spec.shape[:-1])) if len(spec.shape) > 1 else 1
-            for c in consumers:
-                if self.fuse_requant and c.kind == "requant" and c.inputs[0] == t and self._fusable(c):
-                    continue
-                if self.fifo_depth == "hls4ml-default":
-                    depth = pixels
-                else:
-                    depth = joins.get((c.name, t), min(FIFO_MIN_DEPTH, pixels))
-                out.append({"tensor": t, "to": c.name, "depth": int(depth), "width": int(width),
+        """One FIFO per stream of the generated design (width C * bits): depth FIFO_MIN_DEPTH, join inputs
+        sized by schedule.join_fifo_depths ('minimal', what the backend writes) or a whole tensor per
+        stream ('hls4ml-default'). A fused requant's accumulator stream does not exist."""
+        nodes, tokens = schedule.qnet_stream_graph(self.net, self.fused_requant)
+        joins = schedule.join_fifo_depths(nodes, tokens) if self.fifo_depth == "minimal" else {}
+        out = []
+        for node in nodes:
+            for t in node["inputs"]:
+                spec = self.net.tensors[t]
+                width = (spec.shape[-1] if len(spec.shape) else 1) * spec.bits
+                depth = tokens[t] if self.fifo_depth == "hls4ml-default" else joins.get(
+                    (node["name"], t), schedule.FIFO_MIN_DEPTH)
+                out.append({"tensor": t, "to": node["name"], "depth": int(depth), "width": int(width),
                             "resources": _rounded(fifo(depth, width))})
         return out
 
@@ -569,15 +464,16 @@ def _res(layer: dict, k: str) -> float:
     return (layer.get("resources") or layer).get(k, 0) or 0
 
 
-def board_fit(resources: dict, board: Board, per_layer: list | None = None) -> dict:
-    """Capacity, utilisation %, fits or not, and which layers to re-tune when it does not fit."""
+def board_fit(resources: dict, board: Board, per_layer: list | None = None, lut_limit_pct: float = 100.0) -> dict:
+    """Capacity, utilisation %, fits or not (LUT at most lut_limit_pct % of the device: TIGHT_PCT is the
+    routable margin the defaults keep), and which layers to re-tune when it does not fit."""
     cap = board.capacity
     rows, fits = {}, True
     for k in RESOURCES:
         used = resources.get(k, 0) or 0
         avail = cap.get(k, 0)
         pct = 100.0 * used / avail if avail else (0.0 if not used else float("inf"))
-        ok = used <= avail
+        ok = used <= avail * (lut_limit_pct / 100.0 if k == "LUT" else 1.0)
         fits &= ok
         rows[k] = {"used": used, "available": avail, "utilisation_pct": round(pct, 1), "fits": ok}
     out = {"board": board.name, "part": board.part, "fits": fits, "resources": rows}
