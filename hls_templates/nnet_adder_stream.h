@@ -89,6 +89,17 @@ template <unsigned W, unsigned OFF> struct sad_tree<1, W, OFF> {
     }
 };
 
+// Lane wiring (hls4ml dense_resource, RF | n_in): lane m of a filter takes tap m*RF + r in cycle r; the
+// weight of filter f at tap k is element f*n_in + k of the filter-major ROM. m and f are unrolled loop
+// indices and RF, n_in compile-time constants, so these products are wiring, not multipliers; keeping them
+// here leaves the datapath functions free of '*', '/' and '%' (tests grep them).
+template <typename CONFIG_T> ADDER_INLINE unsigned lane_tap(unsigned m, unsigned r) {
+    return m * CONFIG_T::reuse_factor + r;
+}
+template <typename CONFIG_T> ADDER_INLINE unsigned weight_index(unsigned f, unsigned k) {
+    return f * CONFIG_T::n_in + k;
+}
+
 // One reuse cycle r of the SAD kernel (hls4ml's dense_resource rule, RF | n_in): lane (f, m) is wired to
 // filter f and, in cycle r, to tap k = m*RF + r; its weight is word r, field f*M + m of the reshaped
 // ROM. The filter of a lane and its input group are compile-time constants (CONFIG_T::group_of is a
@@ -99,7 +110,7 @@ ADDER_INLINE void sad_cycle(const typename CONFIG_T::act_t win[CONFIG_T::n_group
                       const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms],
                       typename CONFIG_T::accum_t acc[CONFIG_T::n_filt], unsigned r) {
     #pragma HLS INLINE
-    const unsigned M = CONFIG_T::lanes_per_filter, RF = CONFIG_T::reuse_factor;
+    const unsigned M = CONFIG_T::lanes_per_filter;
 SadFilters:
     for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
         #pragma HLS UNROLL
@@ -109,13 +120,17 @@ SadFilters:
     SadLanes:
         for (unsigned m = 0; m < M; m++) {
             #pragma HLS UNROLL
-            const unsigned k = m * RF + r;
+            const unsigned k = lane_tap<CONFIG_T>(m, r);
             // a - w is exact in diff_t (schedule.sad_widths); |d| fits term_t
-            const typename CONFIG_T::diff_t d = win[g][k].to_int() - weights[f * CONFIG_T::n_in + k].to_int();
+            const typename CONFIG_T::diff_t d = win[g][k].to_int() - weights[weight_index<CONFIG_T>(f, k)].to_int();
             term[m] = (d < 0) ? -d.to_int() : d.to_int();
         }
         typename CONFIG_T::psum_t psum = sad_tree<M, CONFIG_T::term_bits, 0>::sum(term);
-        acc[f] = (r == 0) ? (typename CONFIG_T::accum_t)psum : (typename CONFIG_T::accum_t)(acc[f] + psum);
+        if (r == 0) {
+            acc[f] = psum;
+        } else {
+            acc[f] += psum;
+        }
     }
 }
 
@@ -125,7 +140,7 @@ template <typename CONFIG_T, class x_T>
 ADDER_INLINE void mac_cycle(const x_T *x, const typename CONFIG_T::weight_t weights[CONFIG_T::n_terms], const ap_uint<8> *w_exps,
                       const ap_int<2> *w_signs, typename CONFIG_T::accum_t acc[CONFIG_T::n_filt], unsigned r) {
     #pragma HLS INLINE
-    const unsigned M = CONFIG_T::lanes_per_filter, RF = CONFIG_T::reuse_factor;
+    const unsigned M = CONFIG_T::lanes_per_filter;
 MacFilters:
     for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
         #pragma HLS UNROLL
@@ -133,8 +148,8 @@ MacFilters:
     MacLanes:
         for (unsigned m = 0; m < M; m++) {
             #pragma HLS UNROLL
-            const unsigned k = m * RF + r;
-            const unsigned i = f * CONFIG_T::n_in + k;
+            const unsigned k = lane_tap<CONFIG_T>(m, r);
+            const unsigned i = weight_index<CONFIG_T>(f, k);
             psum += const_mult<typename CONFIG_T::accum_t, CONFIG_T::csd_terms, CONFIG_T::n_terms>(
                 x[k], weights[i], w_exps + i, w_signs + i);
         }
@@ -159,17 +174,21 @@ template <typename RQ_T> ADDER_INLINE typename RQ_T::out_elem_t requant_round_cl
     return (typename RQ_T::out_elem_t)v;
 }
 
+template <typename RQ_T> ADDER_INLINE unsigned rq_channel(unsigned b, unsigned q) {
+    return b * RQ_T::rq_reuse + q; // lane b, cycle q: wiring (b unrolled, rq_reuse a constant)
+}
+
 // Requant cycle q of R: lane b handles channel c = b*R + q (fixed lane, channel block by cycle), so a
 // lane's operands are an R:1 selection and its constants word q of the reshaped tables.
 template <typename RQ_T, class acc_T, class x2_T, class res_T>
 ADDER_INLINE void requant_cycle(const acc_T &acc, const x2_T &x2, unsigned q, res_T &out, const typename RQ_T::mult_t *mult,
                           const typename RQ_T::bias_t *bias, const ap_uint<8> *exps, const ap_int<2> *signs) {
     #pragma HLS INLINE
-    const unsigned R = RQ_T::rq_reuse, C = RQ_T::rq_chan, N = RQ_T::n_inputs * C;
+    const unsigned C = RQ_T::rq_chan, N = RQ_T::n_inputs * C;
 RequantLanes:
     for (unsigned b = 0; b < RQ_T::rq_lanes; b++) {
         #pragma HLS UNROLL
-        const unsigned c = b * R + q;
+        const unsigned c = rq_channel<RQ_T>(b, q);
         typename RQ_T::sum_t v = bias[c];
         v += const_mult<typename RQ_T::sum_t, RQ_T::rq_csd_terms, N>(acc[c], mult[c], exps + c, signs + c);
         if (RQ_T::n_inputs > 1) {

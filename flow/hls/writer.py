@@ -18,6 +18,15 @@ def templates_dir() -> Path:
     return d
 
 
+def rom_arrays_read(layer) -> list:
+    """The per-cycle ROMs a window/dense layer reads (what a storage binding may name)."""
+    if "weight" not in layer.weights:
+        return []
+    if layer.class_name != "QAdderConv2D" and int(layer.get_attr("csd_terms", 0) or 0) > 0:
+        return ["csd_exps", "csd_signs"]     # shift-add lanes read their exponents, not the weight values
+    return ["weight"]
+
+
 class AdderVitisWriter(VitisWriter):
     def write_adder_sources(self, model):
         dst = Path(model.config.get_output_dir()) / "firmware" / "nnet_utils"
@@ -64,14 +73,17 @@ class AdderVitisWriter(VitisWriter):
             model.config.config.setdefault("AdderFlow", {})["stream_depths"] = depths
 
     def write_weight_storage(self, model):
-        """Per-layer option LayerName.<name>.WeightStorage = 'bram': bind that layer's (reshaped, RF-deep)
-        weight ROM to block RAM instead of leaving the choice to HLS (LUT ROM when shallow)."""
+        """Per-layer option LayerName.<name>.WeightStorage = 'bram': bind the ROMs that layer READS per reuse
+        cycle (RF > 1) to block RAM instead of leaving the choice to HLS (LUT ROM when shallow): the weights
+        of an adder layer, the shift-add tables (not the unread weights) of a shift-add conv/dense."""
         layer_cfg = (model.config.get_config_value("HLSConfig") or {}).get("LayerName", {})
         lines = []
         for layer in model.get_layers():
             storage = str((layer_cfg.get(layer.name) or {}).get("WeightStorage", "")).lower()
-            if storage == "bram" and "weight" in layer.weights:
-                lines.append(f"    #pragma HLS BIND_STORAGE variable={layer.weights['weight'].name} type=rom_1p impl=bram\n")
+            if storage != "bram" or int(layer.get_attr("reuse_factor", 1) or 1) == 1:
+                continue
+            for name in rom_arrays_read(layer):
+                lines.append(f"    #pragma HLS BIND_STORAGE variable={layer.weights[name].name} type=rom_1p impl=bram\n")
         if not lines:
             return
         top = Path(model.config.get_output_dir()) / "firmware" / f"{model.config.get_project_name()}.cpp"
