@@ -56,7 +56,8 @@ def test_ip_description_is_parsed_from_the_wrapper_pragmas(stock_build_dir):
         "in_stream": "slave", "out_stream": "master", "s_axi_control": "slave"}
     assert ip["ports"] == ["ap_clk", "ap_rst_n", "interrupt"]
     # the driver writes the registers the wrapper declares
-    assert ip["interfaces"]["s_axi_control"]["registers"] == {"ap_ctrl": 0, "n_images": 0x10} == DEFAULT_REGISTERS
+    assert ip["interfaces"]["s_axi_control"]["registers"] == {"ap_ctrl": 0, "n_images": 0x10, "status": 0x18} \
+        == DEFAULT_REGISTERS
     src = (stock_build_dir / "hls_prj" / "firmware" / axi_top.SOURCE).read_text()
     no_return = src.replace("#pragma HLS INTERFACE s_axilite port=return bundle=control", "")
     assert "interrupt" not in axi_top.describe_ip(no_return)["ports"]
