@@ -255,6 +255,10 @@ def test_adder_backend_through_emulated_overlay_equals_golden(tmp_path):
     ov = open_overlay(_adder_build(tmp_path, net), mode="emulation", batch_size=3)
     x = _images(7, seed=5, shape=ov.input_shape)
     np.testing.assert_array_equal(ov.predict_int(x), golden.predict_int(net, x))
+    assert ov.accel.calls == 3 and ov.accel.read(ov.registers["status"]) == 0   # batches 3+3+1, one call each
+    res, logits = _run_ip(ov, _words(ov, x), 7)        # the image loop of the network: 7 images, one call
+    assert res["status"] == 0 and res["out_words"] == 7 * ov.output_layout.words
+    np.testing.assert_array_equal(logits, golden.predict_int(net, x))
     ov.close()
 
 
