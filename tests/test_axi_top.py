@@ -87,6 +87,10 @@ def _run_bench(prj, exe):
 @pytest.mark.parametrize("which", ["adder", "stock"])
 def test_axi_bench_runs_all_images_in_one_call_and_matches_golden(request, tmp_path, which):
     prj, net = _project(request, tmp_path, which)
+    header = (prj / "firmware" / axi_top.HEADER).read_text()
+    # the AdderVitis network loops over n_images itself; a stock hls4ml one is called once per image
+    assert ("#define ADDERFLOW_NETWORK myproject\n" in header) == (which == "adder")
+    assert ("#define ADDERFLOW_NETWORK adderflow_network\n" in header) == (which == "stock")
     _, want = _write_tb(prj, net, 5)
     exe = _compile_bench(prj, tmp_path / "tb")
     res = _run_bench(prj, exe)
