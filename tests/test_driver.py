@@ -11,6 +11,7 @@ import pytest
 from flow import golden
 from flow.driver import (DmaError, DmaTimeoutError, InputError, OverlayFileError, locate_bitstream,
                          open_overlay)
+from flow.driver.core import DEFAULT_REGISTERS
 from flow.errors import AdderFlowError
 
 
@@ -149,7 +150,7 @@ def fake_pynq(stock_build_dir, monkeypatch):
             self.ip_dict = {"axi_dma": {"type": "xilinx.com:ip:axi_dma:7.1"},
                             "adderflow_top_0": {"type": "adderflow.org:hls:adderflow_top:1.0"}}
             self.axi_dma = EmulatedDma()
-            self.adderflow_top_0 = EmulatedAccelerator(lib, self.axi_dma, {"ap_ctrl": 0, "n_images": 0x10})
+            self.adderflow_top_0 = EmulatedAccelerator(lib, self.axi_dma, DEFAULT_REGISTERS)
 
     class Sensor:
         def __init__(self, name):
@@ -254,6 +255,10 @@ def test_adder_backend_through_emulated_overlay_equals_golden(tmp_path):
     ov = open_overlay(_adder_build(tmp_path, net), mode="emulation", batch_size=3)
     x = _images(7, seed=5, shape=ov.input_shape)
     np.testing.assert_array_equal(ov.predict_int(x), golden.predict_int(net, x))
+    assert ov.accel.calls == 3 and ov.accel.read(ov.registers["status"]) == 0   # batches 3+3+1, one call each
+    res, logits = _run_ip(ov, _words(ov, x), 7)        # the image loop of the network: 7 images, one call
+    assert res["status"] == 0 and res["out_words"] == 7 * ov.output_layout.words
+    np.testing.assert_array_equal(logits, golden.predict_int(net, x))
     ov.close()
 
 
@@ -352,3 +357,89 @@ def test_open_overlay_says_when_it_falls_back_to_the_emulation(stock_build_dir, 
     ov.close()
     open_overlay(stock_build_dir, mode="emulation", batch_size=4).close()   # asked for: nothing to say
     assert capsys.readouterr().err == ""
+
+
+# ---- TLAST and the status register: one accelerator call per batch -------------------------------
+def _words(ov, x):
+    """The DMA words of a batch, as the driver packs them (uint8 bytes, IN_WORDS words per image)."""
+    from flow.driver.packing import pack
+    return pack(ov.qnet.quantize_input(x), ov.input_layout).reshape(-1)
+
+
+def _run_ip(ov, in_bytes, n_images):
+    """The C simulation of the IP on one DMA transfer: (result dict, logits (n_images, classes))."""
+    out = np.zeros(max(n_images, 1) * ov.output_layout.bytes_per_image, np.uint8)
+    res = ov.csim.run(in_bytes, out, n_images)
+    from flow.driver.packing import unpack
+    return res, unpack(out, ov.output_layout, n_images)
+
+
+def test_a_batch_runs_in_one_call_with_tlast_on_its_last_beat(overlay):
+    x = _images(6, seed=11)
+    res, logits = _run_ip(overlay, _words(overlay, x), 6)
+    out_words, in_words = overlay.output_layout.words, overlay.input_layout.words
+    assert res == {"consumed_words": 6 * in_words, "out_words": 6 * out_words, "tlast_word": 6 * out_words - 1,
+                   "status": 0}
+    np.testing.assert_array_equal(logits, golden.predict_int(overlay.qnet, x))
+    before = overlay.accel.calls                      # through the driver: one ap_start for the batch of 6
+    np.testing.assert_array_equal(overlay.predict_int(x, batch_size=6), golden.predict_int(overlay.qnet, x))
+    assert overlay.accel.calls - before == 1
+
+
+def test_a_transfer_shorter_than_n_images_sets_status_bit_0_and_still_ends_with_tlast(overlay):
+    x = _images(3, seed=12)
+    words = overlay.input_layout.words
+    wb = overlay.input_layout.word_bits // 8
+    short = _words(overlay, x)[:(2 * words + 5) * wb]  # image 3 cut after 5 words: TLAST comes early
+    res, logits = _run_ip(overlay, short, 3)
+    out_words = overlay.output_layout.words
+    assert res["status"] == 1 and res["consumed_words"] == 2 * words + 5
+    assert res["out_words"] == 3 * out_words and res["tlast_word"] == 3 * out_words - 1   # no hang, TLAST last
+    # the missing words are read as zeros: image 3 is its first 5 words followed by zero pixels
+    q = overlay.qnet.quantize_input(x)
+    flat = q.reshape(3, -1).copy()
+    flat[2, 5 * overlay.input_layout.lanes:] = 0
+    np.testing.assert_array_equal(logits, golden.run(overlay.qnet, flat.reshape(q.shape))["logits"])
+
+
+def test_a_transfer_longer_than_n_images_sets_status_bit_1(overlay):
+    x = _images(4, seed=13)
+    res, logits = _run_ip(overlay, _words(overlay, x), 3)  # 4 images sent, 3 asked for
+    words, out_words = overlay.input_layout.words, overlay.output_layout.words
+    assert res == {"consumed_words": 3 * words, "out_words": 3 * out_words, "tlast_word": 3 * out_words - 1,
+                   "status": 2}
+    np.testing.assert_array_equal(logits, golden.predict_int(overlay.qnet, x[:3]))
+
+
+def test_zero_images_run_nothing_and_send_no_beat(overlay):
+    one_image = _words(overlay, _images(1))
+    for in_bytes in (one_image[:0], one_image):
+        res, _ = _run_ip(overlay, in_bytes, 0)
+        assert res == {"consumed_words": 0, "out_words": 0, "tlast_word": -1, "status": 0}
+
+
+def test_the_driver_turns_a_short_transfer_into_a_dma_error(overlay, monkeypatch):
+    run = overlay.csim.run
+    wb = overlay.input_layout.word_bits // 8
+    monkeypatch.setattr(overlay.csim, "run", lambda i, o, n: run(i[:len(i) - wb], o, n))   # DMA drops a word
+    with pytest.raises(DmaError, match=r"input stream of 2 images \(status 0x1: input TLAST before the last word"):
+        overlay.predict_int(_images(2))
+    assert len(overlay.allocator.live) == 0
+    monkeypatch.setattr(overlay.csim, "run", run)
+    np.testing.assert_array_equal(overlay.predict_int(_images(2)), golden.predict_int(overlay.qnet, _images(2)))
+
+
+def test_the_driver_names_extra_words_instead_of_timing_out(stock_build_dir, monkeypatch):
+    ov = open_overlay(stock_build_dir, mode="emulation", batch_size=4, timeout_s=0.3)
+    send = ov.dma.sendchannel
+    transfer = send.transfer
+    extra = ov.input_layout.bytes_per_image           # MM2S sends one image more than n_images need
+    monkeypatch.setattr(send, "transfer", lambda a, start=0, nbytes=0: transfer(a, start, nbytes + extra))
+    with pytest.raises(DmaError, match=r"status 0x2: no TLAST on the last input word.*left holding words"):
+        ov.predict_int(_images(2))
+    assert len(ov.allocator.live) == 0 and send.idle
+    ov.accel.stall = True                              # a stalled IP (not idle) is still a timeout
+    monkeypatch.setattr(send, "transfer", transfer)
+    with pytest.raises(DmaTimeoutError):
+        ov.predict_int(_images(2))
+    ov.close()

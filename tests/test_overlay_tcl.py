@@ -43,8 +43,8 @@ def _tcl_complete(path: Path) -> bool:
 def test_every_tcl_file_parses(stock_build_dir):
     bitstream.write_vivado_scripts(stock_build_dir, "pynq-z2")
     files = sorted((REPO_ROOT / "overlays").rglob("*.tcl")) + sorted((stock_build_dir / "vivado").glob("*.tcl")) \
-        + [stock_build_dir / "hls_prj" / axi_top.EXPORT_TCL]
-    assert len(files) >= 11
+        + [stock_build_dir / "hls_prj" / axi_top.EXPORT_TCL, stock_build_dir / "hls_prj" / axi_top.BUILD_PRJ]
+    assert len(files) >= 12
     bad = [str(f) for f in files if not _tcl_complete(f)]
     assert not bad
 
@@ -56,7 +56,8 @@ def test_ip_description_is_parsed_from_the_wrapper_pragmas(stock_build_dir):
         "in_stream": "slave", "out_stream": "master", "s_axi_control": "slave"}
     assert ip["ports"] == ["ap_clk", "ap_rst_n", "interrupt"]
     # the driver writes the registers the wrapper declares
-    assert ip["interfaces"]["s_axi_control"]["registers"] == {"ap_ctrl": 0, "n_images": 0x10} == DEFAULT_REGISTERS
+    assert ip["interfaces"]["s_axi_control"]["registers"] == {"ap_ctrl": 0, "n_images": 0x10, "status": 0x18} \
+        == DEFAULT_REGISTERS
     src = (stock_build_dir / "hls_prj" / "firmware" / axi_top.SOURCE).read_text()
     no_return = src.replace("#pragma HLS INTERFACE s_axilite port=return bundle=control", "")
     assert "interrupt" not in axi_top.describe_ip(no_return)["ports"]

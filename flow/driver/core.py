@@ -19,8 +19,12 @@ from flow.driver.errors import DmaError, DmaTimeoutError, InputError
 from flow.driver.packing import input_layout, output_layout, pack, unpack
 
 REG_CTRL = 0x00          # Vitis HLS ap_ctrl: bit 0 ap_start, 1 ap_done, 2 ap_idle
-CTRL_AP_START = 0x1
-DEFAULT_REGISTERS = {"ap_ctrl": REG_CTRL, "n_images": 0x10}
+CTRL_AP_START, CTRL_AP_IDLE = 0x1, 0x4
+STATUS_BITS = ((0x1, "input TLAST before the last word: the IP read the rest as zeros"),
+               (0x2, "no TLAST on the last input word: the DMA sent more words than the images need"))
+# The wrapper's s_axilite registers (flow.board.axi_top.describe_ip; tests/test_overlay_tcl.py checks they agree):
+# status is the IP's output register (bit 0 TLAST early, bit 1 no TLAST on the last word).
+DEFAULT_REGISTERS = {"ap_ctrl": REG_CTRL, "n_images": 0x10, "status": 0x18}
 DEFAULT_TIMEOUT_S = 10.0
 DMA_ERRORS = ((0x10, "internal error, e.g. more stream data than the buffer or no TLAST"),
               (0x20, "slave error, memory not accessible"), (0x40, "decode error, invalid address"))
@@ -242,7 +246,16 @@ class InferenceEngine:
             deadline = time.monotonic() + self.timeout_s
             self._wait(send, "MM2S (input)", deadline, n)
             self._wait(recv, "S2MM (output)", deadline, n)
-        except (DmaTimeoutError, DmaError):
+        except DmaTimeoutError:
+            # an IP that finished while MM2S still holds words read fewer than were sent: its status
+            # register says so (bit 1), which names the cause better than a stall
+            status = self._finished_status()
+            self._recover()
+            if status:
+                raise DmaError(_status_message(n, status) + "; the DMA was left holding words (DMA reset, "
+                               "buffers freed)") from None
+            raise
+        except DmaError:
             self._recover()
             raise
         except RuntimeError as exc:  # pynq refuses a transfer on a channel left busy or stopped
@@ -251,13 +264,18 @@ class InferenceEngine:
         t2 = time.perf_counter()
         timing["accelerator_s"] = timing.get("accelerator_s", 0.0) + t2 - t1
         status = self.accel.read(self.registers["status"]) if "status" in self.registers else 0
-        if status:   # bit 0: input TLAST early (the IP read zeros), bit 1: no TLAST on the last input word
-            raise DmaError(f"the accelerator flagged the input stream of {n} images (status {status:#x}: "
-                           + ("TLAST before the last word" if status & 1 else "no TLAST on the last word") + ")")
+        if status:
+            raise DmaError(_status_message(n, status))
         self._out_buf.invalidate()
         out = np.array(self._out_buf[:nout], copy=True)
         timing["copy_out_s"] = timing.get("copy_out_s", 0.0) + time.perf_counter() - t2
         return out
+
+    def _finished_status(self) -> int:
+        """The IP's status register when the IP is idle (its call finished, so the value is this call's), else 0."""
+        if "status" not in self.registers or not self.accel.read(self.registers["ap_ctrl"]) & CTRL_AP_IDLE:
+            return 0
+        return self.accel.read(self.registers["status"])
 
     def _wait(self, channel, what: str, deadline: float, n: int) -> None:
         while not channel.idle:
@@ -305,6 +323,13 @@ class InferenceEngine:
     def _fclk_mhz(self):
         """The PL clock in MHz, or None (the emulation has none); the board overlay reads pynq's Clocks."""
         return None
+
+
+def _status_message(n: int, status: int) -> str:
+    """The accelerator's status register (hls_templates/axi_top.cpp STATUS_*) as one line."""
+    causes = "; ".join(text for bit, text in STATUS_BITS if status & bit) or "unknown bits"
+    return (f"the accelerator flagged the input stream of {n} images (status {status:#x}: {causes}); "
+            "the driver's word layout does not match the bitstream")
 
 
 def _empty_what(obj) -> str:

@@ -151,10 +151,14 @@ def vitis_hls_available() -> bool:
     return shutil.which("vitis_hls") is not None
 
 
-def set_build_options(hls_dir, csim=True, synth=True, cosim=True, export=True) -> None:
-    """build_opt.tcl read by build_prj.tcl (`vitis_hls -f build_prj.tcl`)."""
-    opts = dict(reset=0, csim=int(csim), synth=int(synth), cosim=int(cosim), validation=int(cosim), export=int(export),
-                vsynth=0, fifo_opt=0)
+def set_build_options(hls_dir, csim=True, synth=True, cosim=True, export=True, fifo_opt=False) -> None:
+    """build_opt.tcl read by build_prj.tcl (`vitis_hls -f build_prj.tcl`). `fifo_opt`: the cosim is the FIFO
+    depth profiling run of hls4ml's fifo_depth_optimization (flow.hls.fifo_depths): it needs synth and
+    cosim, and its csim/cosim comparison is skipped (the profiling streams are not the design's)."""
+    if fifo_opt and not (synth and cosim):
+        raise AdderFlowError("fifo_opt profiles the FIFOs in RTL co-simulation: it needs synth=True and cosim=True")
+    opts = dict(reset=0, csim=int(csim), synth=int(synth), cosim=int(cosim), validation=int(cosim and not fifo_opt),
+                export=int(export), vsynth=0, fifo_opt=int(bool(fifo_opt)))
     body = "".join(f"    {k:<10} {v}\n" for k, v in opts.items())
     Path(hls_dir, "build_opt.tcl").write_text("array set opt {\n" + body + "}\n")
 
