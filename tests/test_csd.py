@@ -6,13 +6,16 @@ from flow.csd import csd_digit_planes, csd_digits, csd_nonzero_digits
 
 
 def test_csd_is_defined_once():
-    """The quantizer, the op counter/estimator and the HLS shift-add pass use flow.csd, not copies."""
+    """The quantizer, the op counter/estimator and the HLS schedule (whose tables the shift-add pass
+    writes) use flow.csd, not copies."""
     import flow.csd
+    from flow.hls import schedule
     from flow.hls.passes import shift_add
     from flow.quant import apot
     from flow.report import estimate, opcount
 
-    assert shift_add.csd_digits is flow.csd.csd_digits
+    assert schedule.csd_digits is flow.csd.csd_digits
+    assert shift_add.csd_tables is schedule.csd_tables
     assert opcount.csd_nonzero_digits is flow.csd.csd_nonzero_digits
     assert estimate.csd_nonzero_digits is flow.csd.csd_nonzero_digits
     assert apot.csd_nonzero_digits is flow.csd.csd_nonzero_digits

@@ -63,9 +63,10 @@ def test_bad_input_is_one_line(tiny, capsys):
 
 
 def test_target_fps_uses_the_fitted_reuse_factors(tiny, capsys):
-    """--target-fps: fit_reuse's per-layer reuse factors (requants time-multiplexed too) go into the
-    generated project, C simulation stays bit-exact, and the estimate's rate / fit / binding are printed."""
+    """--target-fps: fit_reuse's per-layer (legal) reuse factors go into the generated project, C simulation
+    stays bit-exact, and the estimate's rate / fit / binding are printed."""
     from flow.boards import get_board
+    from flow.hls import schedule
     from flow.qnet import load
     from flow.report import fit_reuse
 
@@ -76,31 +77,67 @@ def test_target_fps_uses_the_fitted_reuse_factors(tiny, capsys):
     assert rc == 0, printed
     assert "images/s" in printed and "fits:" in printed and "binding:" in printed
     net = load(tiny / "qnet_in")
-    fit = fit_reuse(net, get_board("pynq-z2"), 20000, get_board("pynq-z2").clock_mhz)
+    fit = fit_reuse(net, get_board("pynq-z2"), 20000, get_board("pynq-z2").clock_mhz, weights_to_bram=True)
     rep = json.loads((out / "report.json").read_text())
     assert rep["csim"]["mismatches"] == 0
-    assert rep["hls"]["target_fps_fit"]["reuse"] == fit["reuse"]
+    assert rep["hls"]["fit"]["reuse"] == fit["reuse"]
     params = (out / "hls_prj" / "firmware" / "parameters.h").read_text()
-    rq = [o for o in net.ops if o.kind == "requant" and fit["reuse"].get(o.name, 1) > 1]
-    assert rq, "a slow target should time-multiplex some requant"
-    assert f"reuse_factor = {min(fit['reuse'][rq[0].name], net.tensors[rq[0].output].shape[-1])};" in params
+    for op in net.ops:
+        if op.kind in ("conv2d", "adder2d", "dense"):
+            rf = fit["reuse"][op.name]
+            assert rf in schedule.legal_reuse_factors(schedule.inputs_per_output(op))
+            assert f"reuse_factor = {rf};" in params
     rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(tiny / "fps0"), "--target-fps", "0"])
     assert rc == 1
 
 
-def test_fit_board_picks_the_fastest_design_that_fits(tiny, capsys):
-    """--fit-board (the `make hls` default): the fastest balanced design the estimate fits on the board."""
+def test_default_design_is_the_fastest_zero_dsp_that_fits(tiny, capsys):
+    """No --reuse: the fastest balanced design with LUT <= 85% of the board (estimate), zero-DSP first."""
     from flow.boards import get_board
     from flow.qnet import load
     from flow.report.fit import max_fps_that_fits
 
     out = tiny / "fitboard"
-    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out), "--fit-board"])
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out)])
     printed = capsys.readouterr().out
     assert rc == 0, printed
     board = get_board("pynq-z2")
-    best = max_fps_that_fits(load(tiny / "qnet_in"), board, board.clock_mhz, hi_fps=100_000.0, weights_to_bram=True)
+    best = max_fps_that_fits(load(tiny / "qnet_in"), board, board.clock_mhz, weights_to_bram=True,
+                             lut_limit_pct=85, shift_add_all=True)
     rep = json.loads((out / "report.json").read_text())
-    assert rep["hls"]["target_fps_fit"]["fits"]
-    assert rep["hls"]["target_fps_fit"]["images_per_s"] == pytest.approx(best["fps"], rel=0.01)
-    assert "fastest balanced design that fits pynq-z2" in printed
+    assert rep["hls"]["zero_dsp"] and rep["resources"]["DSP"] == 0
+    assert rep["hls"]["fit"]["images_per_s"] == pytest.approx(best["fps"], rel=1e-6)
+    assert rep["board_fit"]["resources"]["LUT"]["utilisation_pct"] <= 85
+    assert "fastest zero-DSP design that fits pynq-z2 with LUT <= 85%" in printed
+
+
+def test_nothing_fits_is_one_line_and_writes_nothing(tiny, capsys):
+    """A board too small for any legal design: one line naming what does not fit; no output folder."""
+    out = tiny / "nofit"
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out), "--lut-limit", "0.5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1
+    assert "no design" in err[0] and "fits pynq-z2 with LUT <= 0.5%" in err[0] and "smallest legal design" in err[0]
+    assert not out.exists()
+
+
+def test_bad_arguments_touch_nothing(tiny, capsys):
+    """Checked before any output: --calib-limit 0, an illegal per-layer reuse factor, --force on an existing
+    build with a bad argument keeps that build."""
+    from flow.hls import schedule
+    from flow.qnet import load
+
+    n_in = schedule.inputs_per_output(load(tiny / "qnet_in").op("b0_adder1"))
+    (tiny / "bad.yaml").write_text(f"b0_adder1: {n_in + 1}\n")     # n_in + 1 never divides n_in
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(tiny / "b5"), "--calib-limit", "0"])
+    assert rc == 1 and "--calib-limit must be positive" in capsys.readouterr().err
+    assert not (tiny / "b5").exists()
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(tiny / "b6"), "--reuse-config",
+               str(tiny / "bad.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "b0_adder1" in err and "nearest legal" in err and not (tiny / "b6").exists()
+    out = tiny / "keep"
+    assert main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out), "--reuse", "4"]) == 0
+    before = (out / "report.json").read_bytes()
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out), "--force", "--reuse", "0"])
+    assert rc == 1 and (out / "report.json").read_bytes() == before

@@ -51,7 +51,7 @@ def test_more_reuse_fewer_lanes_more_cycles(adder_net):
 
 
 def test_interval_is_slowest_layer_and_labels(adder_net):
-    e = estimate(adder_net, PYNQ, 100, reuse={"s1b0_conv1": 64})
+    e = estimate(adder_net, PYNQ, 100, reuse={"s1b0_conv1": 72})     # 72 divides 3*3*16: legal
     assert e["latency"]["interval_cycles"] == max(L["cycles"] for L in e["per_layer"])
     assert e["latency"]["bottleneck"] == "s1b0_conv1"
     assert e["latency"]["images_per_s"] == pytest.approx(100e6 / e["latency"]["interval_cycles"])
@@ -85,6 +85,10 @@ def test_board_fit_names_layers_to_retune(adder_net):
 
 
 def test_balanced_reuse_is_maximal(adder_net):
+    """Every tunable layer gets the LARGEST legal reuse factor whose cycles fit the target: the next legal
+    value up would be too slow. Fused requants follow their window layer (no entry of their own)."""
+    from flow.hls import schedule
+
     target = 100e6 / 3000
     reuse, too_slow = balanced_reuse(adder_net, PYNQ, target, 100)
     assert not [t for t in too_slow if t["kind"] in ("conv2d", "adder2d", "dense")]
@@ -92,29 +96,32 @@ def test_balanced_reuse_is_maximal(adder_net):
     for name, rf in reuse.items():
         op = adder_net.op(name)
         assert est.op_model(op)["cycles"] <= target
-        # requants are time-multiplexed by default (the backend generates it): C channels are their terms
-        n = adder_net.tensors[op.output].shape[-1] if op.kind == "requant" else op.arrays["weight"].size
-        lanes = math.ceil(n / rf)
-        if lanes > 1:   # one lane fewer would be too slow
-            est2 = Estimator(adder_net, PYNQ, 100, {name: math.ceil(n / (lanes - 1))})
+        if op.kind == "requant":
+            assert name not in est.fused_into
+            continue
+        legal = schedule.legal_reuse_factors(schedule.inputs_per_output(op))
+        assert rf in legal
+        bigger = [v for v in legal if v > rf]
+        if bigger:
+            est2 = Estimator(adder_net, PYNQ, 100, {**reuse, name: bigger[0]})
             assert est2.op_model(op)["cycles"] > target
-    assert any(adder_net.op(k).kind == "requant" and r > 1 for k, r in reuse.items())
+    assert est.fused_into       # the stock-shaped net has conv -> requant pairs: fused
 
 
 def test_fit_reports_binding_resource(adder_net):
     """Over capacity: the binding resource is the most over-used one, and the fastest rate that fits is
     given (and fits); within capacity there is no binding resource."""
-    f = fit_reuse(adder_net, "pynq-z2", 15_000, 100)     # LUT and FF of the xc7z020 both over
+    f = fit_reuse(adder_net, "kv260", 45_000, 100)       # LUT and FF of the K26 both over
     assert f["source"] == "estimate"
-    assert f["latency"]["images_per_s"] >= 15_000 * 0.999 and f["meets_target"] and not f["rate_limited_by"]
+    assert f["latency"]["images_per_s"] >= 45_000 * 0.999 and f["meets_target"] and not f["rate_limited_by"]
     assert not f["fits"] and not f["board_fit"]["fits"]
     res = f["board_fit"]["resources"]
     over = {k: r["used"] / r["available"] for k, r in res.items() if not r["fits"]}
     assert len(over) >= 2 and f["binding"] == max(over, key=over.get)   # two candidates: the choice is tested
     best = f["max_fps_that_fits"]
-    assert 0 < best["fps"] < 15_000
+    assert 0 < best["fps"] < 45_000
     assert all(best["resources"][k] <= r["available"] for k, r in res.items())
-    big = fit_reuse(adder_net, "zcu104", 3000, 100, tune_requant=True, fuse_requant=True, fifo_depth="minimal")
+    big = fit_reuse(adder_net, "zcu104", 1000, 100, tune_requant=True, fuse_requant=True, fifo_depth="minimal")
     assert big["fits"] and big["binding"] is None
 
 
@@ -161,8 +168,14 @@ def test_fixture_class_dsp_rule(shared):
 
 
 def test_reuse_dict_default_key(adder_net):
-    e = estimate(adder_net, PYNQ, 100, reuse={"default": 16, "s1b0_conv1": 64})
-    assert e["reuse"]["s1b0_conv1"] == 64 and e["reuse"]["s2b1_conv1"] == 16
+    e = estimate(adder_net, PYNQ, 100, reuse={"default": 16, "s1b0_conv1": 72})
+    assert e["reuse"]["s1b0_conv1"] == 72 and e["reuse"]["s2b1_conv1"] == 16   # 16 divides 3*3*32
+
+
+def test_illegal_reuse_is_an_error_naming_the_nearest_legal_values(adder_net):
+    from flow.hls.schedule import ScheduleError
+    with pytest.raises(ScheduleError, match=r"s1b0_conv1: reuse factor 64 is not legal.*nearest legal: 48 or 72"):
+        estimate(adder_net, PYNQ, 100, reuse={"s1b0_conv1": 64})
 
 
 def test_weights_to_bram_trades_lut_for_bram(adder_net):

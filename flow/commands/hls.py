@@ -226,10 +226,23 @@ def run_adder(args, out: Path, board, clock_mhz, steps: Steps, qnet, source, ima
     extra = {"source_network": source, "multipliers_per_layer": mults, "design": design["how"],
              "zero_dsp": bool(design["shift_add"]), "bram_weights": design["bram_weights"],
              "layers_with_multipliers": sorted(k for k, v in mults.items() if v),
+             "fit": _fit_summary(design.get("fit")),
              "stream_depths": (hls_model.config.config.get("AdderFlow") or {}).get("stream_depths", {})}
     return {"qnet": qnet, "hls_dir": hls_dir, "csim": csim, "reuse": design["reuse"], "extra": extra,
             "shift_add": design["shift_add"],
             "estimate_kw": {"bram_weights": design["bram_weights"]} if design["bram_weights"] else {}}
+
+
+def _fit_summary(fit) -> dict | None:
+    """What the design choice rested on (estimate): rate, reuse factors, fit, binding resource."""
+    if not fit:
+        return None
+    if "latency" in fit:       # fit_reuse (--target-fps)
+        return {"source": "estimate", "target_fps": fit["target_fps"], "images_per_s": fit["latency"]["images_per_s"],
+                "fits": fit["fits"], "binding": fit["binding"], "meets_target": fit["meets_target"],
+                "reuse": fit["reuse"]}
+    return {"source": "estimate", "images_per_s": fit["fps"], "fits": True, "reuse": fit["reuse"],
+            "utilisation_pct": fit["utilisation_pct"], "bram_weights": fit["bram_weights"]}
 
 
 def _timed(fn, *a, **kw) -> float:
