@@ -510,6 +510,18 @@ void requant_stream(hls::stream<data_T> &data, hls::stream<res_T> &res,
     requant_add_stream<data_T, data_T, res_T, CONFIG_T>(data, no_shortcut, res, mult, bias, exps, signs, n_images);
 }
 
+// One stream element from N accumulators (pooling and dense emit their vector once per image).
+template <class res_T, unsigned N, class acc_T> ADDER_INLINE void write_vector(hls::stream<res_T> &res, const acc_T acc[N]) {
+    res_T out;
+    PRAGMA_DATA_PACK(out)
+VectorEmit:
+    for (unsigned i = 0; i < N; i++) {
+        #pragma HLS UNROLL
+        out[i] = acc[i];
+    }
+    res.write(out);
+}
+
 // ---- global sum pooling: one pixel per cycle, one output element per image -----------------------
 template <class data_T, class res_T, typename CONFIG_T>
 void global_sum_pool_stream(hls::stream<data_T> &data, hls::stream<res_T> &res, unsigned n_images) {
@@ -527,14 +539,7 @@ Images:
                 acc[c] = (p == 0) ? (typename CONFIG_T::accum_t)x[c] : (typename CONFIG_T::accum_t)(acc[c] + x[c]);
             }
         }
-        res_T out;
-        PRAGMA_DATA_PACK(out)
-    PoolEmit:
-        for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
-            #pragma HLS UNROLL
-            out[c] = acc[c];
-        }
-        res.write(out);
+        write_vector<res_T, CONFIG_T::n_chan>(res, acc);
     }
 }
 
@@ -567,14 +572,7 @@ Images:
             #pragma HLS PIPELINE II=1
             mac_cycle<CONFIG_T>(x, weights, w_exps, w_signs, acc, r);
         }
-        res_T out;
-        PRAGMA_DATA_PACK(out)
-    DenseEmit:
-        for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
-            #pragma HLS UNROLL
-            out[f] = acc[f];
-        }
-        res.write(out);
+        write_vector<res_T, CONFIG_T::n_filt>(res, acc);
     }
 }
 

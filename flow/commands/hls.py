@@ -38,6 +38,9 @@ def add_arguments(p):
     p.add_argument("--data", help="test images (.npz or CIFAR folder) for --csim")
     p.add_argument("--synth", action="store_true", help="run vitis_hls csynth (needs vitis_hls on PATH)")
     p.add_argument("--cosim", action="store_true", help="run vitis_hls RTL co-simulation (needs vitis_hls)")
+    p.add_argument("--fifo-opt", action="store_true",
+                   help="profile the stream FIFO depths in RTL co-simulation (hls4ml's fifo_depth_optimization), "
+                        "build with them and write them to report.json (needs vitis_hls; implies --cosim)")
     p.add_argument("--reuse", type=int, default=None,
                    help="reuse factor of every window/dense layer (per layer the largest legal value not above "
                         "it: it must divide the layer's inputs per output); default: the fastest design that fits "
@@ -317,18 +320,36 @@ def _json_default(v):
     return str(v)
 
 
-def _run_vitis(hls_dir: Path, synth: bool, cosim: bool) -> None:
-    from flow.hls import project
-
-    if not project.vitis_hls_available():
-        raise ToolMissingError("vitis_hls is not on PATH: --synth/--cosim skipped; the HLS project, C simulation "
-                               "and report were written")
-    project.set_build_options(hls_dir, csim=True, synth=True, cosim=cosim, export=True)
-    log = hls_dir / "vitis_hls.log"
+def _vitis(hls_dir: Path, log_name: str) -> None:
+    log = hls_dir / log_name
     with open(log, "w") as fh:
         rc = subprocess.run(["vitis_hls", "-f", "build_prj.tcl"], cwd=hls_dir, stdout=fh, stderr=subprocess.STDOUT).returncode
     if rc != 0:
         raise AdderFlowError(f"vitis_hls failed (exit {rc}); see {log}")
+
+
+def _run_vitis(hls_dir: Path, synth: bool, cosim: bool, fifo_opt: bool = False) -> dict | None:
+    """csynth/cosim/export with build_prj.tcl; with fifo_opt first a profiling cosim at deep FIFOs, then the
+    build at the depths it measured (written to hls_prj/fifo_depths.json). Returns those depths."""
+    from flow.board.axi_top import project_name
+    from flow.hls import fifo_depths, project
+
+    if not project.vitis_hls_available():
+        raise ToolMissingError("vitis_hls is not on PATH: --synth/--cosim skipped; the HLS project, C simulation "
+                               "and report were written")
+    depths = None
+    if fifo_opt:
+        cpp = hls_dir / "firmware" / f"{project_name(hls_dir)}.cpp"
+        initial = fifo_depths.set_stream_depths(cpp, fifo_depths.PROFILING_DEPTH)
+        project.set_build_options(hls_dir, csim=False, synth=True, cosim=True, export=False, fifo_opt=True)
+        _vitis(hls_dir, "vitis_hls_fifo_opt.log")
+        depths = fifo_depths.read_cosim_depths(hls_dir)
+        changed = fifo_depths.set_stream_depths(cpp, depths)
+        (hls_dir / "fifo_depths.json").write_text(json.dumps(
+            {n: {"initial": initial[n][0], "optimized": new} for n, (_, new) in changed.items()}, indent=1))
+    project.set_build_options(hls_dir, csim=True, synth=True, cosim=cosim or fifo_opt, export=True)
+    _vitis(hls_dir, "vitis_hls.log")
+    return depths
 
 
 def _check_arguments(args) -> None:
@@ -349,6 +370,8 @@ def _check_arguments(args) -> None:
     if args.model == "resnet20_cnn" and (args.target_fps or args.shift_add or args.reuse_config):
         raise AdderFlowError("--target-fps/--shift-add/--reuse-config choose AdderVitis designs; they do not apply "
                              "to resnet20_cnn (stock hls4ml)")
+    if args.fifo_opt and args.csim < 2:
+        raise AdderFlowError("--fifo-opt profiles the FIFOs over back-to-back images: give --csim N (N >= 2) and --data")
     if args.csim > 0 and not args.data:
         raise AdderFlowError("--csim N needs --data D.npz (test images)")
     if args.reuse_config:
@@ -378,8 +401,10 @@ def run(args) -> int:
         rep = steps.run("report", _write_report, tmp, res, args, board, clock_mhz, steps, out)
     # vendor tools last, on the swapped-in build: a missing Vitis stops with exit 2, every output kept
     res["hls_dir"] = out / "hls_prj"
-    if args.synth or args.cosim:
-        steps.run("vitis_hls", _run_vitis, res["hls_dir"], args.synth, args.cosim)
+    if args.synth or args.cosim or args.fifo_opt:
+        depths = steps.run("vitis_hls", _run_vitis, res["hls_dir"], args.synth, args.cosim, args.fifo_opt)
+        if depths:
+            res["extra"]["stream_depths_cosim"] = {"source": "vitis_hls", "depths": depths}
         rep = _write_report(out, res, args, board, clock_mhz, steps)
     print(f"[hls] wrote {out / 'report.json'} (source: {rep.get('source')}); total "
           f"{time.perf_counter() - steps.t0:.1f} s", flush=True)

@@ -76,17 +76,39 @@ def hls_config(qnet: QNet, reuse: int = 1, reuse_config: dict | None = None, shi
             "LayerName": layers}
 
 
+# The per-layer keys of an hls4ml config this backend honours; anything else is an error, never dropped.
+HONOURED_LAYER_KEYS = ("ReuseFactor",)
+
+
 def load_reuse_config(path) -> dict:
-    """YAML/JSON {layer name: reuse factor} (or hls4ml-style {LayerName: {name: {ReuseFactor: R}}})."""
+    """YAML/JSON {layer name: reuse factor}, or an hls4ml-style {LayerName: {name: {ReuseFactor: R}}}. Keys
+    this backend does not implement (Strategy, Precision, ... per layer; anything beside LayerName) are an
+    error naming them: a setting that is silently ignored is a design the user did not ask for."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
         raise AdderFlowError(f"reuse config {p} does not exist")
-    doc = yaml.safe_load(p.read_text()) or {}
+    try:
+        doc = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise AdderFlowError(f"reuse config {p}: not YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise AdderFlowError(f"reuse config {p}: expected {{layer name: integer reuse factor}}")
     if "LayerName" in doc:
-        doc = {k: v.get("ReuseFactor", 1) for k, v in doc["LayerName"].items()}
-    if not isinstance(doc, dict) or not all(isinstance(v, int) for v in doc.values()):
+        extra = sorted(set(doc) - {"LayerName"})
+        if extra:
+            raise AdderFlowError(f"reuse config {p}: keys {', '.join(extra)} are not honoured by AdderVitis "
+                                 f"(only LayerName.<layer>.{'/'.join(HONOURED_LAYER_KEYS)})")
+        out = {}
+        for name, v in (doc["LayerName"] or {}).items():
+            unknown = sorted(set(v or {}) - set(HONOURED_LAYER_KEYS)) if isinstance(v, dict) else ["(not a mapping)"]
+            if unknown:
+                raise AdderFlowError(f"reuse config {p}: layer {name}: {', '.join(unknown)} not honoured by "
+                                     f"AdderVitis (only {', '.join(HONOURED_LAYER_KEYS)})")
+            out[name] = v.get("ReuseFactor")
+        doc = out
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in doc.values()):
         raise AdderFlowError(f"reuse config {p}: expected {{layer name: integer reuse factor}}")
     return doc
 
