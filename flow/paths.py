@@ -22,15 +22,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ADDERFLOW_CACHE", Path.home() / ".cache" / "adderflow"))
 
 
-def hls_templates_dir() -> Path:
-    """The C++ sources (hls_templates/): $ADDERFLOW_HLS_TEMPLATES, the checkout next to the package, or
-    <prefix>/share/adderflow/hls_templates where a non-editable install puts them (pyproject data-files)."""
+def resource_dir(name: str, probe: str, env: str | None = None) -> Path:
+    """A folder of files the package ships outside its Python modules (hls_templates/, overlays/,
+    notebooks/): $env when set, the checkout next to the package, or <prefix>/share/adderflow/<name> where a
+    non-editable install puts them (pyproject data-files). `probe` is a file the folder must hold."""
     import sys
 
-    env = os.environ.get("ADDERFLOW_HLS_TEMPLATES")
-    candidates = ([Path(env)] if env else []) + [REPO_ROOT / "hls_templates",
-                                                 Path(sys.prefix) / "share" / "adderflow" / "hls_templates"]
+    override = os.environ.get(env) if env else None
+    candidates = ([Path(override)] if override else []) + [REPO_ROOT / name,
+                                                           Path(sys.prefix) / "share" / "adderflow" / name]
     for c in candidates:
-        if (c / "nnet_adder_stream.h").is_file():
+        if (c / probe).is_file():
             return c
-    return candidates[-1 if not env else 0]
+    return candidates[0 if override else -1]
+
+
+def hls_templates_dir() -> Path:
+    """The C++ sources (hls_templates/; $ADDERFLOW_HLS_TEMPLATES overrides)."""
+    return resource_dir("hls_templates", "nnet_adder_stream.h", "ADDERFLOW_HLS_TEMPLATES")
+
+
+def overlays_dir() -> Path:
+    """The Vivado block-design Tcl (overlays/)."""
+    return resource_dir("overlays", "common/block_design.tcl")
+
+
+def notebooks_dir() -> Path:
+    return resource_dir("notebooks", "resnet20_cifar10.ipynb")

@@ -201,9 +201,6 @@ def test_apot_terms_attr_selects_shift_add_per_layer(tmp_path):
     assert mults["conv1"] > 0 and int(hm.graph["conv1"].get_attr("csd_terms", 0) or 0) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: FuseRequant does not carry the requant's apot_terms (or its "
-                                       "per-layer ShiftAdd) to the window layer, so a fused requant keeps its "
-                                       "multipliers (flow/hls/passes/fuse_requant.py)")
 def test_apot_terms_of_a_fused_requant_reach_the_window_layer(tmp_path):
     net = random_qnet(3)
     assert "b0_adder1" in schedule.fusable_requants(net)
@@ -279,10 +276,6 @@ def test_stream_depths_minimal_with_residual_joins_sized_to_the_branch_lag(tmp_p
     assert _stream_depths((d2 / "firmware" / "myproject.cpp").read_text())[first_skip] == 32 * 32
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: schedule.qnet_stream_graph keeps a fused window node at the "
-                                       "conv's place, before the downsample that feeds its residual input, so the "
-                                       "node list is not topological; join_fifo_depths then falls back to whole "
-                                       "tensors (128/512) for the stage-2/3 joins the backend sizes to 10..44")
 def test_estimator_prices_the_backend_fifos(resnet20_shaped):
     from flow.boards import get_board
     from flow.hls.stream_depths import stream_depths

@@ -23,9 +23,9 @@ from pathlib import Path
 from flow.board import axi_top
 from flow.boards import get_board
 from flow.errors import AdderFlowError, ToolMissingError
-from flow.paths import REPO_ROOT
+from flow.paths import overlays_dir
 
-OVERLAYS = REPO_ROOT / "overlays"
+OVERLAYS = overlays_dir()
 BD_NAME = "adderflow"
 BIT_NAME = "adderflow"
 

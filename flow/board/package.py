@@ -15,10 +15,10 @@ import numpy as np
 
 from flow.board import axi_top
 from flow.errors import AdderFlowError
-from flow.paths import REPO_ROOT, shared_dir
+from flow.paths import REPO_ROOT, notebooks_dir, shared_dir
 
 DRIVER_FILES = ["flow/__init__.py", "flow/errors.py", "flow/qnet.py"]
-NOTEBOOK = REPO_ROOT / "notebooks" / "resnet20_cifar10.ipynb"
+NOTEBOOK = notebooks_dir() / "resnet20_cifar10.ipynb"
 SAMPLES = "samples.npz"
 
 

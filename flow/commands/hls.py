@@ -130,6 +130,7 @@ def choose_design(args, qnet, board, clock_mhz) -> dict:
     from flow.report.fit import fit_reuse, max_fps_that_fits
 
     reuse_cfg = project.load_reuse_config(args.reuse_config) if args.reuse_config else {}
+    project.resolve_reuse(qnet, 1, reuse_cfg)        # every named layer exists and its RF is legal: now
     forced = "zero-DSP" if args.shift_add else ("plain" if args.plain else None)
     if args.reuse:
         rfs, adjusted = project.resolve_reuse(qnet, args.reuse, reuse_cfg)

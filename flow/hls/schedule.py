@@ -341,11 +341,10 @@ def qnet_stream_graph(net, fused: dict) -> tuple:
     """(nodes, tokens per image) of the generated design for join_fifo_depths: one node per process (a
     window layer with its fused requant is one node whose residual input is element-wise)."""
     tokens = {t: (int(np.prod(s.shape[:-1])) if len(s.shape) > 1 else 1) for t, s in net.tensors.items()}
-    absorbed = {rq.name for rq in fused.values()}
+    window_of = {rq.name: net.op(w) for w, rq in fused.items()}
     nodes = []
-    for op in net.ops:
-        if op.name in absorbed:
-            continue
+    # a fused window layer takes its requant's place: after both of its inputs (dependency order)
+    for op in (window_of.get(o.name, o) for o in net.ops if o.name not in fused):
         inputs, output = list(op.inputs), op.output
         if op.kind in ("conv2d", "adder2d"):
             maps = [WindowGeometry.from_qnet_op(net, op)]

@@ -40,6 +40,10 @@ class FuseRequant(OptimizerPass):
         win.set_attr("out_bits", int(out_prec.width))
         win.set_attr("out_signed", bool(out_prec.signed))
         win.set_attr("fused_requant", node.name)
+        # the requant's own shift-add request (its apot_terms, its per-layer ShiftAdd) goes with its constants
+        from flow.hls.passes.shift_add import shift_add_requested
+
+        win.set_attr("rq_shift_add", shift_add_requested(node))
         for name in ("rq_mult", "rq_bias"):
             w = node.weights[name]
             win.add_weights_variable(name=name, var_name=name.replace("_", "") + "{index}",

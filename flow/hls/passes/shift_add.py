@@ -30,17 +30,18 @@ def shift_add_requested(node) -> bool:
 
 
 def constant_arrays(node) -> list:
-    """[(array name, table prefix)] of a node: its own constants and, when fused, its requant's."""
-    out = list(CONSTANTS.get(node.class_name, []))
-    if node.get_attr("fused") and ("rq_mult", "rq_") not in out:
+    """[(array name, table prefix)] of a node that are to become shift-add: its own constants when
+    shift-add is requested for the node, a fused requant's when requested for that requant."""
+    own = shift_add_requested(node)
+    out = list(CONSTANTS.get(node.class_name, [])) if own else []
+    if node.get_attr("fused") and (own or node.get_attr("rq_shift_add")) and ("rq_mult", "rq_") not in out:
         out.append(("rq_mult", "rq_"))
     return out
 
 
 class ShiftAddConstants(OptimizerPass):
     def match(self, node):
-        return (node.class_name in CONSTANTS and not node.get_attr("shift_add_done")
-                and shift_add_requested(node))
+        return node.class_name in CONSTANTS and not node.get_attr("shift_add_done") and bool(constant_arrays(node))
 
     def transform(self, model, node):
         for array, prefix in constant_arrays(node):
