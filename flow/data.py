@@ -110,8 +110,9 @@ def find_split_files(data_dir) -> tuple[Path, Path]:
     for cand in (d, d / "cifar-10-batches-py"):
         if cand.is_dir() and (cand / "test_batch").exists():
             return cand, cand
-    train = sorted(d.glob("*train*.npz"))
-    test = sorted(d.glob("*test*.npz"))
+    # a lossy JPEG-decoded set (e.g. cifar10_train50k_jpeg.npz) is for training only, never calibration
+    train = sorted(p for p in d.glob("*train*.npz") if "jpeg" not in p.name.lower())
+    test = sorted(p for p in d.glob("*test*.npz") if "jpeg" not in p.name.lower())
     if len(train) != 1 or len(test) != 1:
         raise AdderFlowError(
             f"{d}: expected one *train*.npz and one *test*.npz (found {len(train)} and {len(test)}) "

@@ -38,7 +38,7 @@ def _refused(capsys, tmp_path, argv, *fragments):
 
 def test_valid_data_is_evaluated(qnet_dir, tmp_path, capsys):
     p = _npz(tmp_path, "ok.npz", (6, 8, 8, 3), [0, 1, 2, 3, 4, 9])
-    assert main(["eval", "--model", str(qnet_dir), "--data", str(p), "--no-progress"]) == 0
+    assert main(["eval", "--qnet", str(qnet_dir), "--data", str(p), "--no-progress"]) == 0
     assert "(6 images)" in capsys.readouterr().out
 
 
@@ -49,25 +49,25 @@ def test_valid_data_is_evaluated(qnet_dir, tmp_path, capsys):
 ])
 def test_images_of_the_wrong_shape_are_refused(qnet_dir, tmp_path, capsys, shape, fragment):
     p = _npz(tmp_path, "bad.npz", shape, [0] * 6)
-    _refused(capsys, tmp_path, ["--model", str(qnet_dir), "--data", str(p)], str(p), fragment)
+    _refused(capsys, tmp_path, ["--qnet", str(qnet_dir), "--data", str(p)], str(p), fragment)
 
 
 def test_labels_outside_the_classes_are_refused(qnet_dir, tmp_path, capsys):
     p = _npz(tmp_path, "labels.npz", (6, 8, 8, 3), [0, 1, 2, 10, 11, 19])
-    _refused(capsys, tmp_path, ["--model", str(qnet_dir), "--data", str(p)], str(p),
+    _refused(capsys, tmp_path, ["--qnet", str(qnet_dir), "--data", str(p)], str(p),
              "labels must be 0..9 (the network's 10 classes), got values in [0, 19]")
 
 
 def test_limit_does_not_hide_a_length_mismatch(qnet_dir, tmp_path, capsys):
     p = _npz(tmp_path, "mismatch.npz", (6, 8, 8, 3), [0] * 5)
-    _refused(capsys, tmp_path, ["--model", str(qnet_dir), "--data", str(p), "--limit", "3"], str(p),
+    _refused(capsys, tmp_path, ["--qnet", str(qnet_dir), "--data", str(p), "--limit", "3"], str(p),
              "6 images but 5 labels")
 
 
 @pytest.mark.parametrize("option,value", [("--batch-size", "0"), ("--batch-size", "-4"), ("--limit", "0")])
 def test_non_positive_sizes_are_refused(qnet_dir, tmp_path, capsys, option, value):
     p = _npz(tmp_path, "ok.npz", (6, 8, 8, 3), [0] * 6)
-    _refused(capsys, tmp_path, ["--model", str(qnet_dir), "--data", str(p), option, value],
+    _refused(capsys, tmp_path, ["--qnet", str(qnet_dir), "--data", str(p), option, value],
              f"{option} must be positive, got {value}")
 
 

@@ -159,7 +159,7 @@ def test_cli_bad_inputs_exit_non_zero_with_one_line(tmp_path, capsys):
         (["eval", "--model", "adder_small", "--weights", "x.pth", "--data", str(tmp_path / "missing.npz")],
          "data file not found"),
         (["import", "--pytorch", str(tmp_path / "none.pth"), "--out", str(tmp_path / "m.keras")], "not found"),
-        (["eval", "--model", str(tmp_path), "--data", "digits"], "has no qnet.json"),
+        (["eval", "--qnet", str(tmp_path), "--data", "digits"], "has no qnet.json"),
     ]
     for argv, fragment in cases:
         assert cli(argv) == 1, argv

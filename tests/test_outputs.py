@@ -177,7 +177,7 @@ def tiny(tmp_path):
 
 
 def _eval(net, data, out, *extra):
-    return main(["eval", "--model", str(net), "--data", str(data), "--json", str(out), "--no-progress", *extra])
+    return main(["eval", "--qnet", str(net), "--data", str(data), "--json", str(out), "--no-progress", *extra])
 
 
 def test_eval_json_never_overwrites_without_force(tiny, tmp_path, capsys):

@@ -97,13 +97,13 @@ def test_eval_of_a_quantized_network_uses_the_golden_model(tmp_path, capsys):
     y = np.array([0, 0, 1, 1, 1, 1, 1, 0])  # two deliberate label errors -> 6/8
     np.savez(tmp_path / "tiny.npz", x=x, y=y)
     out = tmp_path / "q.json"
-    assert cli(["eval", "--model", str(net_dir), "--data", str(tmp_path / "tiny.npz"), "--json", str(out),
+    assert cli(["eval", "--qnet", str(net_dir), "--data", str(tmp_path / "tiny.npz"), "--json", str(out),
                 "--no-progress"]) == 0
     result = json.loads(out.read_text())
     assert result["n"] == 8 and result["accuracy"] == pytest.approx(0.75) and result["kind"].startswith("integer")
     (net_dir / "qnet.npz").unlink()
     capsys.readouterr()
-    assert cli(["eval", "--model", str(net_dir), "--data", str(tmp_path / "tiny.npz"), "--no-progress"]) == 1
+    assert cli(["eval", "--qnet", str(net_dir), "--data", str(tmp_path / "tiny.npz"), "--no-progress"]) == 1
     assert "needs qnet.json and qnet.npz" in capsys.readouterr().err
 
 

@@ -12,9 +12,12 @@ from flow.errors import AdderFlowError
 
 
 def add_arguments(parser):
-    parser.add_argument("--model", required=True,
-                        help="model name (resnet20, resnet20_cnn, adder_small) with --weights, a saved .keras "
-                             "model, or a folder holding qnet.json (integer golden model)")
+    parser.add_argument("--model",
+                        help="network architecture (resnet20, resnet20_cnn, adder_small) with --weights, as in every "
+                             "command, or a saved .keras model")
+    parser.add_argument("--qnet", metavar="DIR",
+                        help="a quantized network folder (qnet.json + qnet.npz): the integer golden model, as "
+                             "`adderflow hls --qnet`")
     parser.add_argument("--weights", help="weights: PyTorch .pth (no torch needed) or Keras .keras/.h5")
     parser.add_argument("--data", help="a .npz (x uint8 NHWC, y), a cifar-10-batches-py folder, or 'digits' "
                                        "(default: ../shared/data/cifar10_test1k.npz; digits for adder_small)")
@@ -44,11 +47,18 @@ def run(args) -> int:
     # sizes first: nothing is read or written when a flag is out of range
     check_limit(args.limit, "--limit")
     check_limit(args.batch_size, "--batch-size")
-    qnet_dir = Path(args.model)
-    is_qnet = qnet_dir.is_dir()
+    if bool(args.qnet) == bool(args.model):
+        raise AdderFlowError("give --model NAME (with --weights) or --qnet DIR, one of the two")
+    if args.model and Path(args.model).is_dir():
+        raise AdderFlowError(f"--model takes a network name or a saved .keras model, as in every command; the "
+                             f"quantized folder {args.model} is --qnet {args.model}")
+    qnet_dir = Path(args.qnet) if args.qnet else None
+    is_qnet = qnet_dir is not None
+    if is_qnet and not qnet_dir.is_dir():
+        raise AdderFlowError(f"--qnet {qnet_dir}: no such folder")
     if is_qnet and not (qnet_dir / "qnet.json").exists():
         raise AdderFlowError(f"{qnet_dir}: folder has no qnet.json (write one with `adderflow quantize`)")
-    data = args.data or _default_data(args.model)
+    data = args.data or _default_data(args.model or "resnet20")
     json_out = _check_json_out(args, data)
     x, y = load_dataset(data, split=args.split, limit=args.limit)
     progress = not args.no_progress
@@ -68,12 +78,13 @@ def run(args) -> int:
         from flow.importer import KERAS_SUFFIXES, load_weights_any
         from flow.models import MODELS, predict_logits
 
-        if args.model not in MODELS and qnet_dir.suffix in KERAS_SUFFIXES and qnet_dir.is_file() and not args.weights:
-            model = load_weights_any(None, qnet_dir)  # `--model saved.keras`: the file names its network
+        saved = Path(args.model)
+        if args.model not in MODELS and saved.suffix in KERAS_SUFFIXES and saved.is_file() and not args.weights:
+            model = load_weights_any(None, saved)  # `--model saved.keras`: the file names its network
         else:
             if args.model not in MODELS:
                 raise AdderFlowError(f"unknown model '{args.model}' (choose from {', '.join(MODELS)}, "
-                                     "a saved .keras model, or a folder with qnet.json)")
+                                     "or a saved .keras model; a quantized folder is --qnet DIR)")
             if not args.weights:
                 raise AdderFlowError("--weights is required with a model name (a .pth or .keras file)")
             model = load_weights_any(args.model, args.weights)
@@ -109,7 +120,7 @@ def run(args) -> int:
 
 
 def _json_inputs(args, data) -> list:
-    return [args.model, args.weights, data]
+    return [args.model, args.qnet, args.weights, data]
 
 
 def _check_json_out(args, data):

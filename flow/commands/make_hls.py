@@ -2,7 +2,7 @@
 
 It resolves the inputs a new user does not have at hand yet — the official checkpoint (cache, then
 download) and CIFAR-10 (a given folder, ../shared/data, the cache, then download) — and runs
-`adderflow hls`. Offline without them it still builds, with seeded weights or synthetic images, and
+the same library build as `adderflow hls` (flow.hls.build). Offline without them it still builds, with seeded weights or synthetic images, and
 says loudly that accuracy figures are then meaningless.
 """
 
@@ -128,13 +128,14 @@ def _seeded_weights(model: str, out: Path) -> Path:
 
     tf.keras.utils.set_random_seed(0)
     m = build_model(model)
-    path = out.parent / f".{out.name}_seeded_{model}.keras"
+    path = cache_dir() / "seeded" / f"{model}.keras"      # outside --out: a --force rebuild never deletes it
+    path.parent.mkdir(parents=True, exist_ok=True)
     m.save(path)
     return path
 
 
 def _synthetic_data(out: Path, shape=(32, 32, 3)) -> Path:
-    d = out.parent / f".{out.name}_synthetic_data"
+    d = cache_dir() / "synthetic_data"
     d.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for name, n in (("synthetic_train.npz", 512), ("synthetic_test.npz", 200)):
@@ -143,21 +144,27 @@ def _synthetic_data(out: Path, shape=(32, 32, 3)) -> Path:
 
 
 def run(args) -> int:
-    from flow.cli import main as cli_main
-    from flow.data import find_split_files
+    """Resolve the inputs, quantize, then the same library call as `adderflow hls` (flow.hls.build)."""
+    from flow.boards import get_board
+    from flow.commands.quantize import load_calibration
+    from flow.data import find_split_files, load_dataset
+    from flow.hls.build import build
+    from flow.outputs import check_output
 
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise AdderFlowError(f"{out} exists; pass FORCE=1 (--force) to rebuild it")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.model == "resnet20_cnn":      # the stock hls4ml twin: the `adderflow hls` command path
+        from flow.cli import main as cli_main
 
+        return cli_main(["hls", "--model", "resnet20_cnn", "--bits", str(args.bits), "--board", args.board,
+                         "--out", str(out), "--reuse", str(args.reuse or 16)] + (["--force"] if args.force else []))
+    board = get_board(args.board)
+    check_output(out, args.force, kind="dir", what="--out")       # before downloading or quantizing anything
     weights = resolve_weights(args.model, args.weights)
     if weights is None:
         loud(f"no checkpoint for '{args.model}' (offline and uncached): building with SEEDED RANDOM weights. "
              "The hardware/golden comparison is still exact, but ACCURACY FIGURES ARE MEANINGLESS.")
         weights = _seeded_weights(args.model, out)
     say(f"weights: {weights}")
-
     data = resolve_data(args.data_dir)
     if data is None:
         loud("no CIFAR-10 data (offline and uncached): calibrating and simulating on SYNTHETIC RANDOM images. "
@@ -165,16 +172,15 @@ def run(args) -> int:
         data = _synthetic_data(out)
     calib, test = find_split_files(data)
     say(f"calibration data: {calib}   test data: {test}")
+    from flow.quant import quantize
 
-    argv = ["hls", "--model", args.model, "--weights", str(weights), "--calib", str(calib), "--data", str(test),
-            "--bits", str(args.bits), "--board", args.board, "--csim", str(args.csim), "--out", str(out)]
-    if args.reuse:
-        argv += ["--reuse", str(args.reuse)]
-    elif args.target_fps:
-        argv += ["--target-fps", str(args.target_fps)]
-    if args.shift_add:
-        argv.append("--shift-add")
-    if args.force:
-        argv.append("--force")
-    say("adderflow " + " ".join(argv))
-    return cli_main(argv)
+    net = quantize(args.model, weights, load_calibration(calib, 512), bits=args.bits, progress=True)
+    images, labels = load_dataset(test, split="test", limit=args.csim) if args.csim > 0 else (None, None)
+    b = build(net, out, board, reuse=args.reuse, target_fps=args.target_fps, dsp="zero" if args.shift_add else None,
+              images=images, labels=labels, force=args.force, inputs=[weights, calib, test],
+              source=f"quantized from {weights}", model=args.model, bits=args.bits)
+    cs = b.csim_result
+    say(f"built {out} ({b.design['how']}); report: {out / 'report.json'}")
+    if cs and cs["mismatches"]:
+        raise AdderFlowError(f"C simulation differs from the golden model in {cs['mismatches']} output values")
+    return 0
