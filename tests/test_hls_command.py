@@ -72,7 +72,7 @@ def test_target_fps_uses_the_fitted_reuse_factors(tiny, capsys):
 
     out = tiny / "fps"
     rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out), "--csim", "3",
-               "--data", str(tiny / "test.npz"), "--target-fps", "20000"])
+               "--data", str(tiny / "test.npz"), "--target-fps", "20000", "--board", "pynq-z2"])
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert "images/s" in printed and "fits:" in printed and "binding:" in printed
@@ -98,7 +98,7 @@ def test_default_design_is_the_fastest_zero_dsp_that_fits(tiny, capsys):
     from flow.report.fit import max_fps_that_fits
 
     out = tiny / "fitboard"
-    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out)])
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out), "--board", "pynq-z2"])
     printed = capsys.readouterr().out
     assert rc == 0, printed
     board = get_board("pynq-z2")
@@ -114,7 +114,7 @@ def test_default_design_is_the_fastest_zero_dsp_that_fits(tiny, capsys):
 def test_nothing_fits_is_one_line_and_writes_nothing(tiny, capsys):
     """A board too small for any legal design: one line naming what does not fit; no output folder."""
     out = tiny / "nofit"
-    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out), "--lut-limit", "0.5"])
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out), "--lut-limit", "0.5", "--board", "pynq-z2"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1
     assert "no design" in err[0] and "fits pynq-z2 with LUT <= 0.5%" in err[0] and "smallest legal design" in err[0]

@@ -28,7 +28,7 @@ def add_arguments(p):
     p.add_argument("--calib", help="calibration images .npz (or CIFAR folder) for quantization")
     p.add_argument("--calib-limit", type=int, default=512, help="first N calibration images (default 512, as the accuracy tables)")
     p.add_argument("--bits", type=int, default=4)
-    p.add_argument("--board", default="pynq-z2")
+    p.add_argument("--board", default="kv260", help="target board (default kv260, as `make hls`)")
     p.add_argument("--clock-mhz", type=float, default=None, help="design clock (default: the board's)")
     p.add_argument("--out", required=True, help="output folder (OUT/hls_prj, OUT/qnet, OUT/report.json)")
     p.add_argument("--qnet", help="use an existing quantized network folder (QNet.save) instead of quantizing")
