@@ -22,7 +22,7 @@ import numpy as np
 
 from flow import golden
 from flow.quant.calibrate import calibrate
-from flow.quant.experiment import markdown_table
+from quant_experiment import markdown_table
 from flow.quant.graph import predict, recalibrate_bn
 from flow.quant.grouping import kernel_absmax
 from flow.quant.redistribution import QuantConfig, build_qnet

@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from flow.quant.experiment import CALIB, RUNS, Experiment, markdown_table, official_resnet20_or_exit
+from quant_experiment import CALIB, RUNS, Experiment, markdown_table, official_resnet20_or_exit
 from flow.quant.redistribution import default_alpha
 
 PAPER = dict(method="redistribution", groups=4, alpha=0.9997, bias_correction=True)

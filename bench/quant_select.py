@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from flow.quant.experiment import CALIB, RUNS, SELECT, Experiment, markdown_table, official_resnet20_or_exit
+from quant_experiment import CALIB, RUNS, SELECT, Experiment, markdown_table, official_resnet20_or_exit
 
 CANDIDATES = (0.9999, 0.9997, 0.999, 0.998, 0.995, 0.99, "mse")
 

@@ -36,9 +36,10 @@ def add_arguments(p):
     p.add_argument("--data", help="test images (.npz or CIFAR folder) for --csim")
     p.add_argument("--synth", action="store_true", help="run vitis_hls csynth (needs vitis_hls on PATH)")
     p.add_argument("--cosim", action="store_true", help="run vitis_hls RTL co-simulation (needs vitis_hls)")
-    p.add_argument("--fifo-opt", action="store_true",
-                   help="profile the stream FIFO depths in RTL co-simulation (hls4ml's fifo_depth_optimization), "
-                        "build with them and write them to report.json (needs vitis_hls; implies --cosim)")
+    p.add_argument("--no-fifo-opt", dest="fifo_opt", action="store_false",
+                   help="with --cosim, skip profiling the stream FIFO depths (by default --cosim first runs hls4ml's "
+                        "fifo_depth_optimization over the test-bench images, builds with the measured depths and "
+                        "writes them to report.json)")
     p.add_argument("--reuse", type=int, default=None,
                    help="reuse factor of every window/dense layer (per layer the largest legal value not above "
                         "it: it must divide the layer's inputs per output); default: the fastest design that fits "
@@ -171,8 +172,6 @@ def _check_arguments(args) -> None:
     if args.model == "resnet20_cnn" and (args.target_fps or args.shift_add or args.reuse_config):
         raise AdderFlowError("--target-fps/--shift-add/--reuse-config choose AdderVitis designs; they do not apply "
                              "to resnet20_cnn (stock hls4ml)")
-    if args.fifo_opt and args.csim < 2:
-        raise AdderFlowError("--fifo-opt profiles the FIFOs over back-to-back images: give --csim N (N >= 2) and --data")
     if args.csim > 0 and not args.data:
         raise AdderFlowError("--csim N needs --data D.npz (test images)")
     if args.reuse_config:
@@ -212,8 +211,13 @@ def run(args) -> int:
                   force=args.force, inputs=inputs, source=source, model=args.model, bits=args.bits)
         rep, csim = json.loads((out / "report.json").read_text()), b.csim_result
         # vendor tools last, on the swapped-in build: a missing Vitis stops with exit 2, every output kept
-        if args.synth or args.cosim or args.fifo_opt:
-            depths = b.steps.run("vitis_hls", b.synth, args.cosim, args.fifo_opt)
+        if args.synth or args.cosim:
+            # FIFO profiling needs images back to back: the test bench holds min(--csim, 10) of them
+            profile = args.cosim and args.fifo_opt and args.csim >= 2
+            if args.cosim and args.fifo_opt and not profile:
+                print("[hls] --cosim without --csim N >= 2: the FIFO depths are not profiled (one test-bench image)",
+                      flush=True)
+            depths = b.steps.run("vitis_hls", b.synth, args.cosim, profile)
             rep = b.report()
             if depths:
                 rep["hls"]["stream_depths_cosim"] = {"source": "vitis_hls", "depths": depths}

@@ -15,7 +15,7 @@ from flow.quant.calibrate import ALPHAS, calibrate_cached
 from flow.quant.redistribution import QuantConfig, build_qnet
 
 CALIB = slice(0, 512)
-RUNS = __import__("pathlib").Path(__file__).resolve().parents[2] / "bench" / "results" / "quant_runs.json"
+RUNS = __import__("pathlib").Path(__file__).resolve().parent / "results" / "quant_runs.json"
 SELECT = slice(1000, 2000)
 
 
