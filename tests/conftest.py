@@ -55,3 +55,22 @@ def cnn_net():
     from flow.report.example import resnet20_qnet
 
     return resnet20_qnet(4, adder=False)
+
+
+@pytest.fixture(scope="module")
+def digits_npz(tmp_path_factory):
+    """96 sklearn digits as a calibration .npz (adder_small's input)."""
+    import numpy as np
+
+    from flow.data import load_dataset
+
+    x, y = load_dataset("digits", "train", limit=96)
+    p = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(p, x=x, y=y)
+    return p
+
+
+@pytest.fixture()
+def private_cache(tmp_path, monkeypatch):
+    """A calibration cache of this test's own (no state shared between tests)."""
+    monkeypatch.setenv("ADDERFLOW_CACHE", str(tmp_path / "cache"))

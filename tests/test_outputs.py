@@ -280,23 +280,11 @@ def test_train_refuses_its_own_weights_and_keeps_outputs_when_interrupted(tmp_pa
     no_temp_left(tmp_path)
 
 
-# --- quantize / inspect -------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def digits_npz(tmp_path_factory):
-    from flow.data import load_dataset
-
-    x, y = load_dataset("digits", "train", limit=64)
-    p = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(p, x=x, y=y)
-    return p
+# --- quantize / inspect (digits_npz from conftest.py; each test with its own calibration cache) ----------
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADDERFLOW_CACHE", str(tmp_path / "cache"))
 
-
+@pytest.mark.usefixtures("private_cache")
 def test_quantize_out_never_on_its_calibration_data(tmp_path, capsys):
     data = tmp_path / "d"
     data.mkdir()
@@ -310,6 +298,7 @@ def test_quantize_out_never_on_its_calibration_data(tmp_path, capsys):
     assert snapshot(data) == before
 
 
+@pytest.mark.usefixtures("private_cache")
 def test_quantize_bad_argument_creates_nothing(tmp_path, digits_npz, capsys):
     out = tmp_path / "new" / "q"
     one_line(capsys, main(["quantize", "--model", "adder_small", "--calib", str(digits_npz), "--bits", "9",
@@ -317,6 +306,7 @@ def test_quantize_bad_argument_creates_nothing(tmp_path, digits_npz, capsys):
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.usefixtures("private_cache")
 def test_quantize_interrupted_keeps_the_previous_qnet(tmp_path, digits_npz, monkeypatch):
     import flow.commands.quantize as q
 
@@ -336,6 +326,7 @@ def test_quantize_interrupted_keeps_the_previous_qnet(tmp_path, digits_npz, monk
     no_temp_left(tmp_path)
 
 
+@pytest.mark.usefixtures("private_cache")
 def test_inspect_out_never_on_its_qnet(tmp_path, digits_npz, capsys):
     qdir = tmp_path / "q"
     qdir.mkdir()

@@ -9,19 +9,8 @@ from flow.cli import main
 from flow.qnet import load
 
 
-@pytest.fixture(scope="module")
-def digits_npz(tmp_path_factory):
-    from flow.data import load_dataset
-
-    x, y = load_dataset("digits", "train", limit=96)
-    p = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(p, x=x, y=y)
-    return p
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADDERFLOW_CACHE", str(tmp_path / "cache"))
+# digits_npz and private_cache (a per-test calibration cache) come from conftest.py
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def one_error_line(capsys, rc, text):
