@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flow.errors import AdderFlowError
+
 from flow.boards import get_board
 
 RES = ("LUT", "FF", "BRAM_18K", "DSP")
@@ -133,7 +135,7 @@ def plot(rep: dict, path) -> None:
     real_layers = rep.get("per_layer_real") or []
     try:
         cap = get_board(rep["board"]).capacity
-    except Exception:
+    except AdderFlowError:   # a report of a board this version does not know: no capacity lines
         cap = {}
     fig, axes = plt.subplots(3, 1, figsize=(max(10, 0.32 * max(len(layers), len(real_layers), 10)), 12))
     if layers:
