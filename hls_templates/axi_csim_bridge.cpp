@@ -39,12 +39,7 @@ int adderflow_csim_run(const uint8_t *in_bytes, uint64_t in_words, uint8_t *out_
     *status = 0;
     hls::stream<word_t> in_stream("adderflow_in"), out_stream("adderflow_out");
     for (uint64_t i = 0; i < in_words; i++) {
-        word_t beat;
-        beat.data = load_word(in_bytes + i * (WORD_BITS / 8));
-        beat.keep = -1;
-        beat.strb = -1;
-        beat.last = (i == in_words - 1);
-        in_stream.write(beat);
+        in_stream.write(make_beat(load_word(in_bytes + i * (WORD_BITS / 8)), i == in_words - 1));
     }
     unsigned ip_status = 0;
     adderflow_top(in_stream, out_stream, n_images, ip_status);

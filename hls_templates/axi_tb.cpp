@@ -96,12 +96,7 @@ int main() {
                 }
                 word |= word_data_t(in_lane_t(v)) << (lane * IN_LANE_BITS);   // two's complement at lane width
             }
-            word_t beat;
-            beat.data = word;
-            beat.keep = -1;
-            beat.strb = -1;
-            beat.last = (img == n_images - 1) && (w == IN_WORDS - 1);
-            in_stream.write(beat);
+            in_stream.write(make_beat(word, (img == n_images - 1) && (w == IN_WORDS - 1)));
         }
     }
 

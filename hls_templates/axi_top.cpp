@@ -83,12 +83,7 @@ images:
                 element = (element == result_t::size - 1) ? 0 : element + 1;
             }
             if (lane == OUT_LANES - 1) {
-                word_t beat;
-                beat.data = word;
-                beat.keep = -1;
-                beat.strb = -1;
-                beat.last = (img == n_images - 1) && (word_index == OUT_WORDS - 1);
-                out_stream.write(beat);
+                out_stream.write(make_beat(word, (img == n_images - 1) && (word_index == OUT_WORDS - 1)));
                 word = 0;
                 word_index++;
                 lane = 0;

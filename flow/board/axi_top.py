@@ -107,6 +107,16 @@ typedef {"ap_int" if inp.signed else "ap_uint"}<IN_LANE_BITS> in_value_t;
 typedef ap_uint<OUT_LANE_BITS> out_lane_t;
 typedef ap_int<64> out_value_t;
 
+// One AXI4-Stream beat: all bytes valid, TLAST as given (the IP's output and the test bench's input).
+inline word_t make_beat(const word_data_t &data, bool last) {{
+    word_t beat;
+    beat.data = data;
+    beat.keep = -1;
+    beat.strb = -1;
+    beat.last = last;
+    return beat;
+}}
+
 static_assert(IN_VALUES % input_t::size == 0, "network input stream element does not divide the image");
 static_assert(OUT_VALUES % result_t::size == 0, "network output stream element does not divide the logits");
 }} // namespace adderflow
