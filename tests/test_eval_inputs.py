@@ -84,3 +84,13 @@ def test_float_model_refuses_images_of_another_shape(tmp_path, capsys):
     p = _npz(tmp_path, "digits_like.npz", (4, 8, 8, 1), [0, 1, 2, 10])
     _refused(capsys, tmp_path, ["--model", str(model_path), "--data", str(p)], str(p),
              "labels must be 0..9 (the network's 10 classes), got values in [0, 10]")
+
+
+def test_model_means_a_network_name_everywhere(tmp_path, capsys):
+    """`--model` is an architecture in every command; a quantized folder is `--qnet DIR` (one line if mixed up)."""
+    (tmp_path / "q").mkdir()
+    rc = main(["eval", "--model", str(tmp_path / "q"), "--data", "digits", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and f"--qnet {tmp_path / 'q'}" in err[0]
+    rc = main(["eval", "--data", "digits", "--no-progress"])
+    assert rc == 1 and "--model NAME (with --weights) or --qnet DIR" in capsys.readouterr().err

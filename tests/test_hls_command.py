@@ -141,3 +141,41 @@ def test_bad_arguments_touch_nothing(tiny, capsys):
     before = (out / "report.json").read_bytes()
     rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out), "--force", "--reuse", "0"])
     assert rc == 1 and (out / "report.json").read_bytes() == before
+
+
+def test_hls4ml_config_keys_are_honoured_or_refused(tiny, capsys):
+    """An hls4ml-style YAML: LayerName.<layer>.ReuseFactor is honoured; any other key is one line naming it."""
+    (tiny / "strategy.yaml").write_text("LayerName:\n  fc:\n    ReuseFactor: 1\n    Strategy: Latency\n")
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(tiny / "s1"), "--reuse-config",
+               str(tiny / "strategy.yaml"), "--board", "pynq-z2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "layer fc: Strategy not honoured" in err[0]
+    (tiny / "model.yaml").write_text("Model:\n  Precision: ap_fixed<8,2>\nLayerName: {}\n")
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(tiny / "s2"), "--reuse-config",
+               str(tiny / "model.yaml"), "--board", "pynq-z2"])
+    assert rc == 1 and "keys Model are not honoured" in capsys.readouterr().err
+    (tiny / "ok.yaml").write_text("LayerName:\n  fc:\n    ReuseFactor: 1\n")
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(tiny / "s3"), "--reuse-config",
+               str(tiny / "ok.yaml"), "--board", "pynq-z2"])
+    assert rc == 0, capsys.readouterr()
+    assert json.loads((tiny / "s3" / "report.json").read_text())["reuse"]["fc"] == 1
+
+
+def test_a_csim_mismatch_is_one_line_and_a_non_zero_exit(tiny, capsys, monkeypatch):
+    """Break the golden model's answer: the command says how many values differ, exits 1, keeps the build."""
+    import flow.golden
+
+    real = flow.golden.run
+
+    def off_by_one(net, x):
+        out = real(net, x)
+        out[net.output] = out[net.output] + 1
+        return out
+
+    monkeypatch.setattr(flow.golden, "run", off_by_one)
+    out = tiny / "mm"
+    rc = main(["hls", "--qnet", str(tiny / "qnet_in"), "--out", str(out), "--csim", "2", "--data",
+               str(tiny / "test.npz"), "--reuse", "2", "--board", "pynq-z2"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]   # the rest: the progress bar
+    assert rc == 1 and len(err) == 1 and "C simulation differs from the golden model in 4 of 4" in err[0]
+    assert (out / "report.json").is_file()
