@@ -77,5 +77,5 @@ def _render_in_place(rep: dict, d: Path, render_files) -> dict:
 def _design_options(rep: dict) -> dict:
     """The estimator design options recorded in a report (so a rebuild models the same design)."""
     a = (rep.get("estimate") or {}).get("assumptions") or {}
-    keys = ("fifo_depth", "shift_add_all", "fuse_requant", "narrow_partial_sums", "include_platform")
+    keys = ("fifo_depth", "shift_add_all", "fuse_requant", "include_platform")
     return {k: a[k] for k in keys if k in a}
