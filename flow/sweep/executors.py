@@ -26,12 +26,20 @@ from flow.errors import AdderFlowError
 # that starts threads (TensorFlow) belongs here: the children are forked from this process.
 PRELOAD = ["numpy", "flow.sweep.stages", "flow.quant", "flow.golden", "flow.report.fit", "flow.data"]
 LOG = "task.log"
+# The fork server keeps the environment it started with; a task sees these as they are when it is run.
+ENV_KEYS = ("ADDERFLOW_SHARED", "ADDERFLOW_CACHE", "ADDERFLOW_HLS_TEMPLATES", "TF_CPP_MIN_LOG_LEVEL", "PATH")
 
 
-def _child(task: dict, memory_gb: float, conn) -> None:
+def _child(task: dict, memory_gb: float, env: dict, conn) -> None:
     import resource
 
     from flow.sweep import stages
+
+    for k in ENV_KEYS:
+        if env.get(k) is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = env[k]
 
     cap = int(memory_gb * (1 << 30))
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -43,7 +51,7 @@ def _child(task: dict, memory_gb: float, conn) -> None:
     try:
         out = {"ok": True, "result": stages.execute(task)}
     except BaseException as exc:        # any failure is this task's one line; the sweep goes on
-        out = {"ok": False, "error": stages.check_stage_error(exc)}
+        out = {"ok": False, "error": stages.check_stage_error(exc, memory_gb)}
     conn.send(out)
     conn.close()
 
@@ -64,7 +72,8 @@ def run_limited(task: dict, seconds: float, memory_gb: float) -> dict:
     ctx = _context()
     Path(task["cache"]).mkdir(parents=True, exist_ok=True)
     recv, send = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(task, memory_gb, send), daemon=True)
+    env = {k: os.environ.get(k) for k in ENV_KEYS}
+    p = ctx.Process(target=_child, args=(task, memory_gb, env, send), daemon=True)
     p.start()
     send.close()
     try:

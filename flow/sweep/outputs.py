@@ -161,7 +161,8 @@ def plot(flat: list, path, title: str = "Sweep") -> Path:
         ax.set_xlabel("images/s (estimate)")
         ax.set_ylabel("accuracy (%) (golden model)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
+        if mine:
+            ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(boards):]:
         ax.axis("off")
     if sc is not None:

@@ -159,12 +159,16 @@ def execute(task: dict) -> dict:
         raise
 
 
-def check_stage_error(exc: BaseException) -> str:
-    """One line for a failed task: the user's error as is, anything else named with its type."""
-    if isinstance(exc, AdderFlowError):
-        text = str(exc)
-    elif isinstance(exc, MemoryError):
-        text = "ran out of memory (raise limits.memory_gb)"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split()) or type(exc).__name__
+def check_stage_error(exc: BaseException, memory_gb: float | None = None) -> str:
+    """One line for a failed task: the user's error as is, anything else named with its type (shortened);
+    running into the address-space cap shows up as MemoryError or as a library that cannot be mapped."""
+    text = " ".join(str(exc).split())
+    out_of_memory = isinstance(exc, MemoryError) or (
+        isinstance(exc, (ImportError, OSError)) and ("failed to map segment" in text or "Cannot allocate memory" in text))
+    if out_of_memory:
+        return f"ran out of memory ({type(exc).__name__} under limits.memory_gb = {memory_gb:g})"
+    if not isinstance(exc, AdderFlowError):
+        text = f"{type(exc).__name__}: {text}"
+        if len(text) > 300:
+            text = text[:297] + "..."
+    return text or type(exc).__name__
