@@ -202,9 +202,20 @@ class LocalRayCluster:
         self.tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
         cmd = [str(exe), "start", "--head", "--block", f"--port={self.port}", "--node-ip-address=127.0.0.1",
                f"--num-cpus={cpus}", "--include-dashboard=false", "--disable-usage-stats",
-               f"--temp-dir={self.tmp}", f"--ray-client-server-port={_free_port()}", "--num-gpus=0"]
+               f"--temp-dir={self.tmp}", f"--ray-client-server-port={_free_port()}", "--num-gpus=0",
+               "--object-store-memory=200000000"]   # bounded: tasks pass small dicts, files go via the cache
+        # a token of its own (Ray's token authentication is on): a driver joins with RAY_AUTH_TOKEN=self.token
+        import secrets
+
+        self.token = secrets.token_hex(32)
+        # what a driver of this cluster needs in its environment too: token mode with this token, and the
+        # loopback address (on Linux Ray replaces 127.0.0.1 with the machine's address unless its "not a
+        # cluster" switch is set, which makes every node address the loopback one)
+        self.env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+        env = {**os.environ, **self.env}
+        env.pop("RAY_AUTH_TOKEN_PATH", None)
         self.log = open(Path(self.tmp) / "head.log", "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -231,6 +242,9 @@ class LocalRayCluster:
             pass
         self.proc.wait()
         self.log.close()
+        import shutil
+
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
         return self
