@@ -26,6 +26,7 @@ COMMANDS = {
     "compare": ("compare", "put two builds side by side"),
     "bitstream": ("bitstream", "export the HLS IP and build the Vivado bitstream for a board"),
     "package": ("package", "gather bitstream, .hwh, driver, notebook and samples for the board"),
+    "sweep": ("sweep", "design-space sweep (bits x board x design ...), cached, local pool or Ray, Pareto plot"),
 }
 
 
