@@ -193,3 +193,22 @@ def test_ray_executor_on_a_local_cluster_gives_the_local_results(tmp_path, priva
     keys = ("label", "accuracy", "images_per_s", "LUT", "FF", "BRAM_18K", "DSP", "fits")
     assert [{k: r[k] for k in keys} for r in ray_rows] == [{k: r[k] for k in keys} for r in local]
     assert cluster.proc.poll() is not None and not Path(cluster.tmp).exists()   # the head process is gone
+
+
+def test_vendor_synthesis_runs_when_its_tool_is_on_path(tmp_path, private_cache, capsys, monkeypatch):
+    """With a `vitis_hls` on PATH the synth stage runs the default design through it (here a stand-in that
+    runs and writes no report): the stage fails with one line saying so, never a result; the other stages
+    of the configuration complete."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "vitis_hls"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    y, out = _yaml(tmp_path, grid="{bits: [4], board: [kv260]}", more=", synth"), tmp_path / "out"
+    rc = main(["sweep", str(y), "--out", str(out), "--cache", str(tmp_path / "cache"), "--no-progress"])
+    capsys.readouterr()
+    (row,) = _rows(out)
+    assert rc == 1 and row["synth_status"] == "failed" and row["status"] == "failed"
+    assert row["error"].startswith("synth: vitis_hls ran but wrote no csynth report"), row["error"]
+    assert float(row["accuracy"]) >= 0 and row["images_per_s_source"] == "estimate"

@@ -48,6 +48,11 @@ def flat_row(row: dict) -> dict:
         small = est.get("smallest_design") or {}
         fig("smallest_design_LUT", small.get("LUT"), SOURCE_ESTIMATE)
         fig("smallest_design_LUT_pct", est.get("smallest_lut_pct"), SOURCE_ESTIMATE)
+    sy = stg.get("synth", {}).get("result")
+    if sy:
+        for k, v in (sy.get("resources") or {}).items():
+            fig(f"synth_{k}", v, sy.get("source"))
+        fig("synth_images_per_s", (sy.get("latency") or {}).get("images_per_s"), (sy.get("latency") or {}).get("source"))
     cs = stg.get("csim", {}).get("result")
     if cs:
         fig("csim_mismatches", cs.get("mismatches"), f"csim, {cs.get('images')} images")

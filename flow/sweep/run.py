@@ -18,7 +18,7 @@ def run_sweep(sweep: Sweep, cache_root, executor, progress: bool = True) -> tupl
     from tqdm import tqdm
 
     cache = Cache(cache_root)
-    later = [s for s in sweep.stages if s in st.COMPUTED and s != "quantize"]
+    later = [s for s in sweep.stages if s in st.computed_stages() and s != "quantize"]
     qkeys = [task_key("quantize", st.quantize_inputs(c)) for c in sweep.configs]
     # distinct downstream tasks per quantization: known before any qnet digest (for the bar's total)
     downstream = {}

@@ -23,6 +23,11 @@ VENDOR_TOOL = {"synth": "vitis_hls"}
 COMPUTED = ("quantize", "accuracy", "estimate", "csim")
 
 
+def computed_stages() -> tuple:
+    """The stages that run here: vendor synthesis too when its tool is on PATH."""
+    return COMPUTED + tuple(s for s, tool in VENDOR_TOOL.items() if shutil.which(tool))
+
+
 def _digest_or_name(v):
     return None if v is None else (v if v == "digits" else file_digest(v))
 
@@ -45,6 +50,9 @@ def stage_inputs(stage: str, cfg: dict, qnet_digest: str) -> dict:
     if stage == "csim":
         return {"qnet": qnet_digest, "board": cfg["board"], "zero_dsp": bool(cfg["zero_dsp"]),
                 "data": _digest_or_name(cfg["data"]), "images": cfg["csim_images"]}
+    if stage == "synth":
+        return {"qnet": qnet_digest, "board": cfg["board"], "zero_dsp": bool(cfg["zero_dsp"]),
+                "lut_limit": cfg["lut_limit"], "tool": shutil.which(VENDOR_TOOL["synth"])}
     raise ValueError(stage)
 
 
@@ -56,7 +64,6 @@ def not_run_reason(stage: str) -> str | None:
         tool = VENDOR_TOOL[stage]
         if shutil.which(tool) is None:
             return f"skipped: {tool} not on PATH"
-        return "not run: vendor synthesis from a sweep is not wired in this version (use `adderflow hls --synth`)"
     return None
 
 
@@ -138,7 +145,27 @@ def run_csim(p: dict, out: Path) -> dict:
             "csim_images_per_s": cs.get("csim_images_per_s")}
 
 
-RUNNERS = {"quantize": run_quantize, "accuracy": run_accuracy, "estimate": run_estimate, "csim": run_csim}
+def run_synth(p: dict, out: Path) -> dict:
+    """The default design (as `adderflow hls` builds it) through vitis_hls csynth; the vendor report's
+    figures, labelled with their source. A run that writes no report is an error, never a result."""
+    from flow.hls.build import build
+    from flow.report.parse import parse_reports
+
+    b = build(_qnet(p), out / "build", p["board"], dsp="zero" if p["zero_dsp"] else "plain", force=True,
+              lut_limit=float(p["lut_limit"]))
+    b.synth()
+    vendor = parse_reports(b.hls_dir)
+    if not vendor:
+        raise AdderFlowError(f"vitis_hls ran but wrote no csynth report under {b.hls_dir}")
+    rep = b.report()
+    shutil.rmtree(out / "build", ignore_errors=True)
+    return {"source": rep["resources"].get("source"), "resources": {k: rep["resources"].get(k) for k in
+                                                                   ("LUT", "FF", "BRAM_18K", "DSP")},
+            "latency": {k: rep["latency"].get(k) for k in ("source", "cycles", "interval_cycles", "images_per_s")}}
+
+
+RUNNERS = {"quantize": run_quantize, "accuracy": run_accuracy, "estimate": run_estimate, "csim": run_csim,
+           "synth": run_synth}
 
 
 def execute(task: dict) -> dict:
