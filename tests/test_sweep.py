@@ -212,3 +212,15 @@ def test_vendor_synthesis_runs_when_its_tool_is_on_path(tmp_path, private_cache,
     assert rc == 1 and row["synth_status"] == "failed" and row["status"] == "failed"
     assert row["error"].startswith("synth: vitis_hls ran but wrote no csynth report"), row["error"]
     assert float(row["accuracy"]) >= 0 and row["images_per_s_source"] == "estimate"
+
+
+def test_csim_stage_is_bit_exact_against_the_golden_model(tmp_path, private_cache, capsys):
+    """The csim stage builds the default design and C-simulates csim_images test images through the IP top."""
+    y = _yaml(tmp_path, grid="{bits: [4], board: [kv260]}", more=", csim")
+    y.write_text(y.read_text() + "csim_images: 3\n")
+    out = tmp_path / "out"
+    rc = main(["sweep", str(y), "--out", str(out), "--cache", str(tmp_path / "cache"), "--no-progress"])
+    assert rc == 0, capsys.readouterr()
+    (row,) = _rows(out)
+    assert row["csim_status"] == "done" and row["csim_mismatches"] == "0"
+    assert row["csim_mismatches_source"] == "csim, 3 images" and float(row["csim_images_per_s"]) > 0

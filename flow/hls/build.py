@@ -174,7 +174,7 @@ class AdderBuild:
 
         return project.csim_axi(self.hls_dir, self.qnet, x_int, workers=workers)
 
-    def csim(self, images: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    def csim(self, images: np.ndarray, labels: np.ndarray | None = None, workers: int | None = None) -> dict:
         """C simulation of uint8 images against the golden model: mismatches, accuracy, images/s."""
         from flow import golden
 
@@ -182,7 +182,7 @@ class AdderBuild:
         x_int = self.qnet.quantize_input(images)
         want = self.steps.run("golden model", golden.run, self.qnet, x_int)[self.qnet.output].reshape(len(x_int), -1)
         t = time.perf_counter()
-        got = self.predict(x_int)
+        got = self.predict(x_int, workers)
         sim_s = time.perf_counter() - t
         mism = int(np.sum(got != want))
         cs = {"images": int(len(x_int)), "mismatches": mism, "outputs_compared": int(want.size),
@@ -247,7 +247,8 @@ class AdderBuild:
 
 def build(qnet, out, board="kv260", *, clock_mhz=None, reuse=None, reuse_config=None, target_fps=None,
           lut_limit: float = TIGHT_PCT, dsp: str | None = None, images=None, labels=None, force: bool = False,
-          inputs=(), source: str = "", model: str = "resnet20", bits: int | None = None) -> AdderBuild:
+          inputs=(), source: str = "", model: str = "resnet20", bits: int | None = None,
+          csim_workers: int | None = None) -> AdderBuild:
     """choose_design -> write -> csim (when images) -> report, built in a temporary folder beside `out` and
     swapped in complete (flow.outputs.staged_output: nothing is overwritten without force, an `out` that
     holds an input is refused). Returns the AdderBuild, pointing at `out`."""
@@ -258,7 +259,7 @@ def build(qnet, out, board="kv260", *, clock_mhz=None, reuse=None, reuse_config=
         b.steps.run("choose the design", b.choose_design, reuse, reuse_config, target_fps, lut_limit, dsp)
         b.write(images)
         if images is not None:
-            b.csim(images, labels)
+            b.csim(images, labels, csim_workers)
         b.steps.run("report", b.report, Path(out))
     b.dir = Path(out)
     return b

@@ -136,8 +136,9 @@ def run_csim(p: dict, out: Path) -> dict:
 
     qnet = _qnet(p)
     x, y = load_dataset(p["data"], split="test", limit=p["images"])
+    # one process: a sweep task already runs in a pool worker, which may not start workers of its own
     b = build(qnet, out / "build", p["board"], images=x, labels=y, dsp="zero" if p["zero_dsp"] else "plain",
-              force=True)
+              force=True, csim_workers=1)
     cs = b.csim_result or {}
     # the build folder is large and nothing later reads it: keep the figures only
     shutil.rmtree(out / "build", ignore_errors=True)
