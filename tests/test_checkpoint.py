@@ -8,6 +8,7 @@ import types
 import zipfile
 
 import numpy as np
+from fake_modules import modules_replaced
 import pytest
 
 from flow.checkpoint import load_state_dict
@@ -42,9 +43,7 @@ class _Tensor:
 
 def _write_zip_checkpoint(path, tensors: dict):
     torch, utils = _fake_torch_modules()
-    saved = {k: sys.modules.get(k) for k in ("torch", "torch._utils")}
-    sys.modules.update({"torch": torch, "torch._utils": utils})
-    try:
+    with modules_replaced({"torch": torch, "torch._utils": utils}):
         class Storage:
             def __init__(self, key, numel):
                 self.key, self.numel = key, numel
@@ -68,12 +67,6 @@ def _write_zip_checkpoint(path, tensors: dict):
             zf.writestr("archive/data.pkl", buf.getvalue())
             for i, v in enumerate(tensors.values()):
                 zf.writestr(f"archive/data/{i}", np.ascontiguousarray(v, np.float32).tobytes())
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
 
 
 def test_zip_format_round_trip(tmp_path):

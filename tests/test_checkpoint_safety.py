@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from fake_modules import modules_replaced
 import pytest
 
 from flow.checkpoint import load_state_dict
@@ -55,9 +56,7 @@ def write_checkpoint(path, views: dict, storages: dict, fmt="zip", declared=None
     """views: {name: (storage key, offset, size, stride)}; storages: {key: bytes}; declared: {key: numel}."""
     declared = dict({k: len(b) // 4 for k, b in storages.items()}, **(declared or {}))
     torch, utils = _fake_torch()
-    saved = {k: sys.modules.get(k) for k in ("torch", "torch._utils")}
-    sys.modules.update({"torch": torch, "torch._utils": utils})
-    try:
+    with modules_replaced({"torch": torch, "torch._utils": utils}):
         class P(pickle.Pickler):
             def persistent_id(self, obj):
                 if isinstance(obj, _Ref):
@@ -90,12 +89,6 @@ def write_checkpoint(path, views: dict, storages: dict, fmt="zip", declared=None
             for key, raw in storages.items():
                 out += struct.pack("<q", declared[key]) + raw
             Path(path).write_bytes(bytes(out))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
     return Path(path)
 
 
