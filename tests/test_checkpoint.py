@@ -3,7 +3,6 @@
 import io
 import os
 import pickle
-import sys
 import types
 import zipfile
 
