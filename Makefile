@@ -23,8 +23,8 @@ PYTEST_ARGS ?=
 .PHONY: install hls test test-slow test-ci bitstream package report bench clean-venv help
 
 help:
-	@echo "make hls MODEL=resnet20 [BITS=4 BOARD=pynq-z2 WEIGHTS=ckpt.pth DATA=dir CSIM=100 REUSE=R|TARGET_FPS=F SHIFT_ADD=1 OUT=dir FORCE=1]"
-	@echo "make test | make test-slow | make bitstream MODEL=resnet20 BOARD=pynq-z2 | make package"
+	@echo "make hls MODEL=resnet20 [BITS=4 BOARD=kv260 WEIGHTS=ckpt.pth DATA=dir CSIM=100 REUSE=R|TARGET_FPS=F SHIFT_ADD=1 OUT=dir FORCE=1]"
+	@echo "make test | make test-slow | make bitstream MODEL=resnet20 BOARD=kv260 | make package"
 
 # The venv is (re)built only when pyproject.toml changes; the stamp keeps `make` idempotent.
 $(VENV)/.installed: pyproject.toml
