@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 from flow.boards import get_board  # noqa: E402
 from flow.hls import schedule  # noqa: E402
-from flow.report.estimate import RESOURCES, TIGHT_PCT, estimate  # noqa: E402
-from flow.report.fit import max_fps_that_fits  # noqa: E402
+from flow.report.estimate import TIGHT_PCT, estimate  # noqa: E402
+from flow.report.fit import max_fps_that_fits, smallest_design  # noqa: E402
 
 OUT_MD = ROOT / "bench" / "results" / "hls_design.md"
 
@@ -41,11 +41,6 @@ def official_qnet(args):
     calib = load_calibration(sd / "data" / "cifar10_train2k.npz", 512)
     net = quantize("resnet20", sd / "models" / "ResNet20-AdderNet.pth", calib, bits=4, progress=True)
     return net, "official checkpoint, W4A4 redistribution+, calibration train2k[:512]"
-
-
-def smallest(net, board, shift_add):
-    est = estimate(net, board, board.clock_mhz, 10**9, shift_add_all=shift_add)
-    return est["resources"]
 
 
 def why_not(net, name) -> list:
@@ -87,7 +82,7 @@ def main() -> int:
                                      shift_add_all=sa)
             dt = time.perf_counter() - t
             if not best.get("reuse"):
-                r = smallest(net, board, sa)
+                r = smallest_design(net, board, board.clock_mhz, shift_add_all=sa)
                 rows.append(f"| {name} | {variant} | **does not fit** | – | smallest legal design: LUT {r['LUT']:,} "
                             f"({100 * r['LUT'] / board.lut:.0f}%), FF {r['FF']:,}, BRAM18K {r['BRAM_18K']}, DSP "
                             f"{r['DSP']} | {dt:.1f} s |")

@@ -4,7 +4,6 @@ a cache miss (with one warning line), never a crash."""
 import multiprocessing as mp
 
 import numpy as np
-import pytest
 
 from flow.quant import calibrate as cal
 from flow.quant.graph import GraphBuilder

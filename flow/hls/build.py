@@ -119,10 +119,10 @@ class AdderBuild:
 
     def _smallest_design(self, shift_add: bool) -> tuple:
         """Resources of the slowest legal design (every layer at its largest RF) and its LUT %."""
-        from flow.report.estimate import estimate
+        from flow.report.fit import smallest_design
 
-        est = estimate(self.qnet, self.board, self.clock_mhz, 10**9, shift_add_all=shift_add)
-        return est["resources"], 100.0 * est["resources"]["LUT"] / self.board.lut
+        res = smallest_design(self.qnet, self.board, self.clock_mhz, shift_add_all=shift_add)
+        return res, 100.0 * res["LUT"] / self.board.lut
 
     def _print_fit(self, fit, target_fps) -> None:
         lat, res = fit["latency"], fit["resources"]

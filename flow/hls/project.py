@@ -12,7 +12,7 @@ from flow.hls import schedule
 from flow.qnet import QNet
 
 BACKEND = "AdderVitis"
-TUNABLE = ("conv2d", "adder2d", "dense")   # ops with a reuse factor (lanes = n_terms / RF)
+TUNABLE = schedule.TUNABLE_KINDS
 
 
 def legal_reuse(qnet: QNet) -> dict:

@@ -34,6 +34,9 @@ from flow.qnet import bits_for
 # ---- reuse factors -----------------------------------------------------------------------------------
 
 
+TUNABLE_KINDS = ("conv2d", "adder2d", "dense")   # QNet ops with a reuse factor (lanes = n_terms / RF)
+
+
 class ScheduleError(AdderFlowError):
     """A configuration the generated design cannot implement (names the layer and the legal values)."""
 

@@ -22,12 +22,9 @@ _PACKAGE_PARENT = Path(__file__).resolve().parents[2]   # so describe() names it
 FAMILY_OF_BOARD = {"zynq7": "xc7", "zynqmp": "xcup"}
 
 # name -> (value, why). Cycles are clock cycles; LUT/FF per block.
+# Pipeline depths and cycle counts are not assumptions of the estimator: they are the generated design's
+# (flow.hls.schedule.PIPELINE_DEPTH, window_steps, requant_steps).
 ASSUMPTIONS = {
-    "pixel_cycles": (1, "window layers read one (padded) input pixel per cycle (template schedule)"),
-    "pe_call_cycles": (4, "window layers: pipeline depth of the flattened position/PE loop beyond the adder "
-                          "tree and window gather (stream read, rescale, emit), paid once per image; dense: "
-                          "call/init, accumulator clear and emit around its RF-cycle pipeline"),
-    "requant_depth": (3, "requant pipeline depth (II=1) before its first output"),
     "control_lut": (90, "FSM, loop counters and stream handshakes per dataflow process; the stock hls4ml "
                         "relu process of the csynth fixture is 256 LUT / 84 FF including 5 16-bit compares"),
     "control_ff": (80, "as control_lut"),
@@ -36,8 +33,6 @@ ASSUMPTIONS = {
     "fifo_srl_max_depth": (32, "stream FIFOs up to this depth are SRL32 shift registers, deeper ones BRAM"),
     "rom_lut_max_depth": (64, "weight ROM banks (depth = reuse factor) up to this depth are LUT ROMs "
                               "(one LUT6 per bit per 64 words), deeper ones BRAM18K"),
-    "lutram_max_depth": (64, "line-buffer rows up to this depth are LUTRAM (RAM64X1D: 2 LUT per bit), "
-                             "deeper ones BRAM18K"),
     "dsp_min_bits": (10, "a plain multiplication is bound to a DSP only when an operand has >= 10 bits; "
                          "narrower products go to LUTs (hls4ml/Vivado HLS practice for < 10-bit types)"),
     "dsp_a_bits": (25, "DSP48E1/E2 multiplier port A width (25x18; wider products take more DSPs)"),

@@ -32,7 +32,7 @@ from flow.report.calibration import ASSUMPTIONS, FAMILY_OF_BOARD, PECost, assump
 from flow.report.opcount import csd_nonzero_digits
 
 RESOURCES = ("LUT", "FF", "BRAM_18K", "DSP")
-TUNABLE = ("conv2d", "adder2d", "dense")
+TUNABLE = schedule.TUNABLE_KINDS
 TIGHT_PCT = 85          # utilisation above which a "fit" is flagged as doubtful for place and route
 SOURCE = "estimate"
 
@@ -70,18 +70,6 @@ def memory(depth: int, width: int, lut_max_depth: int) -> dict:
         return _zero()
     if depth <= lut_max_depth:
         return {**_zero(), "LUT": float(width * math.ceil(depth / 64))}
-    return {**_zero(), "BRAM_18K": float(bram18_for(depth, width))}
-
-
-def lutram(depth: int, width: int, lut_max_depth: int) -> dict:
-    """A simple-dual-port RAM with up to 3 read ports: RAM32M (32 x 6 bits in 4 LUTs) or RAM64M
-    (64 x 3 bits in 4 LUTs) when shallow, else BRAM18K."""
-    if depth <= 0 or width <= 0:
-        return _zero()
-    if depth <= 32:
-        return {**_zero(), "LUT": 4.0 * math.ceil(width / 6)}
-    if depth <= lut_max_depth:
-        return {**_zero(), "LUT": 4.0 * math.ceil(width / 3) * math.ceil(depth / 64)}
     return {**_zero(), "BRAM_18K": float(bram18_for(depth, width))}
 
 
@@ -145,14 +133,6 @@ class Estimator:
     def _rom_lut_depth(self, op) -> int:
         """Deepest weight memory kept in LUTs; 0 when the layer's weights are bound to BRAM (proposal)."""
         return 0 if op.name in self.bram_weights else assumption("rom_lut_max_depth")
-
-    def window_geometry(self, op) -> dict:
-        h, w, cin = self.net.tensors[op.inputs[0]].shape
-        ho, wo, f = self.net.tensors[op.output].shape
-        k = op.arrays["weight"].shape[0]
-        pt, pb, pl, pr = (list(op.attrs.get("pads", [0, 0, 0, 0])) + [0, 0, 0, 0])[:4]
-        return {"H": h, "W": w, "C": cin, "HP": h + pt + pb, "WP": w + pl + pr, "K": k,
-                "stride": int(op.attrs.get("stride", 1)), "Ho": ho, "Wo": wo, "F": f, "n_terms": k * k * cin * f}
 
     def op_window(self, op) -> dict:
         """The window layer as generated (flow.hls.schedule): hls4ml line buffer + shift-register window,

@@ -1,18 +1,17 @@
 """Choose per-layer reuse factors for a target throughput on a board (estimate).
 
-Balancing rule: every window/dense layer gets the LARGEST reuse factor whose cycles still fit the
-target interval (clock / fps), i.e. the fewest parallel lanes; no layer is faster than it needs to
-be. A requant (tune_requant, default on: the backend generates it) gets the largest R whose cycles fit,
-i.e. ceil(C/R) lanes over R cycles per pixel. Layers whose cycles do not depend on a reuse factor
-(pooling: one pixel per cycle; the window layers' input rate) set a floor on the interval. If the balanced design does not fit the board,
-the over-capacity resource is the one that binds, and we search the highest frame rate that fits.
-With weights_to_bram, LUT-ROM weight memories move to BRAM (largest LUT saving first) while LUT is over
-capacity and BRAM has room (needs a storage binding per layer in the backend: a proposal).
+Balancing rule: every window/dense layer gets the LARGEST legal reuse factor (flow.hls.schedule) whose
+cycles still fit the target interval (clock / fps), i.e. the fewest lanes; no layer is faster than it
+needs to be. A requant fused into its window layer follows that layer; one that is not gets the largest
+R dividing its channels whose cycles fit. Layers whose cycles do not depend on a reuse factor (pooling;
+the window layers' input rate) set a floor on the interval. The design space is discrete, so the fastest
+design that fits is a binary search over the candidate intervals (max_fps_that_fits). With
+weights_to_bram, LUT-ROM weight memories move to BRAM (largest LUT saving first) while LUT is over and
+BRAM has room (the backend's WeightStorage binding).
 """
 
 from __future__ import annotations
 
-import math
 
 from flow.boards import Board, get_board
 from flow.errors import AdderFlowError
@@ -113,6 +112,12 @@ def _trade_lut_for_bram(net: QNet, board: Board, clock_mhz: float, reuse: dict, 
         if fit["fits"]:
             break
     return sorted(chosen), est, fit
+
+
+def smallest_design(net: QNet, board: Board, clock_mhz: float, **kw) -> dict:
+    """Resources of the slowest legal design (every layer at its largest legal reuse factor): what a board
+    must hold for any design of this network to fit (estimate)."""
+    return estimate(net, board, clock_mhz, 10**9, **kw)["resources"]
 
 
 def candidate_intervals(net: QNet, board: Board, clock_mhz: float, **kw) -> list:

@@ -100,8 +100,7 @@ def run_accuracy(p: dict, out: Path) -> dict:
 
 def run_estimate(p: dict, out: Path) -> dict:
     from flow.boards import get_board
-    from flow.report.estimate import estimate
-    from flow.report.fit import fit_reuse, max_fps_that_fits
+    from flow.report.fit import fit_reuse, max_fps_that_fits, smallest_design
 
     board = get_board(p["board"])
     qnet = _qnet(p)
@@ -123,7 +122,7 @@ def run_estimate(p: dict, out: Path) -> dict:
                    resources=fit["resources"], utilisation_pct=fit["utilisation_pct"])
     else:
         # nothing fits: what the smallest design (the largest reuse everywhere) would need
-        small = estimate(qnet, board, board.clock_mhz, 10 ** 9, **kw)["resources"]
+        small = smallest_design(qnet, board, board.clock_mhz, **kw)
         res.update(fps=0.0, note=fit.get("note", "does not fit"),
                    smallest_design={k: small[k] for k in ("LUT", "FF", "BRAM_18K", "DSP")},
                    smallest_lut_pct=round(100.0 * small["LUT"] / board.lut, 1))
