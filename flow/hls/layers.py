@@ -6,7 +6,6 @@ every constant array is an integer weight variable of the narrowest width that h
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from hls4ml.model.layers import Layer
@@ -237,8 +236,3 @@ HANDLERS = {
     "QGlobalSumPool": parse_qglobalsumpool,
     "QIntDense": parse_qintdense,
 }
-
-
-def block_factor(n_terms: int, reuse: int) -> int:
-    """Lanes of a layer: n_terms / RF (RF divides n_in, so this is exact; schedule.check_reuse)."""
-    return max(1, math.ceil(n_terms / max(1, reuse)))

@@ -257,6 +257,14 @@ def _map_need(mapping, src: np.ndarray, n_out: int) -> np.ndarray:
     return np.repeat(last, per_out)
 
 
+def input_maps(role: str, n_inputs: int, geometry: WindowGeometry | None = None) -> list:
+    """How each input of a process maps to its outputs: a window layer's data input through its walk
+    (a fused residual input 1:1), a reduction after its whole input, anything else 1:1."""
+    if role == "window":
+        return [geometry] + ["elementwise"] * (n_inputs - 1)
+    return ["reduce" if role == "reduce" else "elementwise"] * n_inputs
+
+
 def join_fifo_depths(nodes: list, stream_tokens: dict) -> dict:
     """{(node name, input stream): FIFO depth} for every input of every multi-input node.
     nodes: topological order of {"name", "inputs", "outputs", "tokens" (per image and output), "maps" (one
@@ -350,16 +358,12 @@ def qnet_stream_graph(net, fused: dict) -> tuple:
     for op in (window_of.get(o.name, o) for o in net.ops if o.name not in fused):
         inputs, output = list(op.inputs), op.output
         if op.kind in ("conv2d", "adder2d"):
-            maps = [WindowGeometry.from_qnet_op(net, op)]
             if op.name in fused:
-                rq = fused[op.name]
-                inputs += list(rq.inputs[1:])
-                maps += ["elementwise"] * (len(rq.inputs) - 1)
-                output = rq.output
-        elif op.kind in ("global_sum_pool", "dense"):
-            maps = ["reduce"] * len(inputs)
+                inputs += list(fused[op.name].inputs[1:])
+                output = fused[op.name].output
+            maps = input_maps("window", len(inputs), WindowGeometry.from_qnet_op(net, op))
         else:
-            maps = ["elementwise"] * len(inputs)
+            maps = input_maps("reduce" if op.kind in ("global_sum_pool", "dense") else "elementwise", len(inputs))
         nodes.append({"name": op.name, "inputs": inputs, "outputs": [output], "tokens": tokens[output],
                       "maps": maps})
     return nodes, tokens

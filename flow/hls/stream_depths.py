@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flow.hls.schedule import FIFO_MIN_DEPTH, WindowGeometry, join_fifo_depths
+from flow.hls.schedule import FIFO_MIN_DEPTH, WindowGeometry, input_maps, join_fifo_depths
 
 WINDOW_LAYERS = ("QAdderConv2D", "QIntConv2D")
 REDUCTIONS = ("QGlobalSumPool", "QIntDense")
@@ -30,12 +30,9 @@ def stream_graph(model) -> tuple:
         for o in outs:
             tokens[o], var_name[o] = _tokens(layer.variables[o]), layer.variables[o].name
         if layer.class_name in WINDOW_LAYERS:
-            # the data input through the window walk; a fused residual input 1:1 with the outputs
-            maps = [WindowGeometry.from_attrs(layer.get_attr)] + ["elementwise"] * (len(layer.inputs) - 1)
-        elif layer.class_name in REDUCTIONS:
-            maps = ["reduce"] * len(layer.inputs)
+            maps = input_maps("window", len(layer.inputs), WindowGeometry.from_attrs(layer.get_attr))
         else:                                   # requant, clone: one token in, one token out
-            maps = ["elementwise"] * len(layer.inputs)
+            maps = input_maps("reduce" if layer.class_name in REDUCTIONS else "elementwise", len(layer.inputs))
         nodes.append({"name": layer.name, "inputs": list(layer.inputs), "outputs": outs,
                       "tokens": tokens[outs[0]] if outs else 1, "maps": maps})
     return nodes, tokens, var_name
