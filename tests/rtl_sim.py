@@ -78,7 +78,7 @@ class SimResult:
     out_cycles: dict          # same keys -> np.ndarray of the cycle each beat moved
     in_cycles: dict           # input stream -> np.ndarray of the cycle each beat moved
     monitors: np.ndarray | None = None   # (cycles after reset, monitored signals) per-cycle samples
-    cycles: int = 0           # cycles after reset until the last expected output beat moved
+    cycles: int = 0           # cycles after reset until the last expected beat (in or out) moved
     meta: dict = field(default_factory=dict)
 
 
@@ -164,6 +164,9 @@ def testbench(module: str, params: dict, inputs: list, outputs: list, n_in: dict
     if monitors:
         L.append(f"        f_mon = $fopen({q(files['mon'])}, \"w\");")
     L.append("    end")
+    # done once every expected output beat arrived AND every input beat was taken: a module that leaves
+    # input behind would misalign the next image, so that ends in the timeout, not in a pass
+    done_terms += [f"({s.name}_sent >= {n_in[s.name]})" for s in inputs]
     all_done = " && ".join(done_terms) or "1"
     L += ["    always @(posedge clk) begin",
           "        cycle <= cycle + 1;",
