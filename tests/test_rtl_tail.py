@@ -283,12 +283,57 @@ def test_requant_throughput_one_beat_per_cycle(tmp_path):
     assert np.all(np.diff(res["cycles"]) == 1)
 
 
+# ---- af_sum_pool ---------------------------------------------------------------------------------
+
+def pool_golden(x: np.ndarray) -> np.ndarray:
+    """flow.golden's global_sum_pool op on (N, H, W, C) integers."""
+    from flow.qnet import Op, QNet, TensorSpec
+    n, h, w, c = x.shape
+    net = QNet(tensors={"x": TensorSpec("x", (h, w, c), 8, True), "y": TensorSpec("y", (c,), 32, True, kind="acc")},
+               ops=[Op("global_sum_pool", "pool", ["x"], "y")], input="x", output="y")
+    return golden.run(net, x)["y"]
+
+
+@needs_iverilog
+@pytest.mark.parametrize("h,w,c,b,signed,bp", [(4, 3, 5, 4, False, 30), (2, 2, 3, 6, True, 60), (1, 1, 2, 3, True, 0)])
+def test_sum_pool_bit_exact_back_to_back(tmp_path, h, w, c, b, signed, bp):
+    """Several images back to back, random gaps and back-pressure; the sum at the pool tensor's exact width."""
+    rng = np.random.default_rng(h * 100 + c)
+    lo, hi = (-(1 << (b - 1)), (1 << (b - 1)) - 1) if signed else (0, (1 << b) - 1)
+    n = 5
+    x = rng.integers(lo, hi + 1, size=(n, h, w, c))
+    x[0] = hi                       # the extremes of the sum: the accumulator width is exactly enough
+    if signed:
+        x[1] = lo
+    acc_bits, acc_signed = bits_for(lo * h * w, hi * h * w)
+    beats = [to_word(p, b) for p in x.reshape(-1, c)]
+    res = simulate(tmp_path, "af_sum_pool", {"H": h, "W": w, "C": c, "B": b, "ACC_BITS": acc_bits,
+                                              "SIGNED": int(signed)},
+                   [(Stream("s_valid", "s_ready", "s_data", c * b), beats)],
+                   Stream("m_valid", "m_ready", "m_data", c * acc_bits), n, gap=20, backpressure=bp)
+    got = np.array([from_word(v, c, acc_bits, acc_signed) for v in res["beats"]])
+    assert (got == pool_golden(x)).all()
+
+
+@needs_iverilog
+def test_sum_pool_one_pixel_per_cycle(tmp_path):
+    """No gaps, no back-pressure: one vector every H*W cycles (the next image sums while one waits)."""
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 16, size=(4, 3, 3, 2))
+    res = simulate(tmp_path, "af_sum_pool", {"H": 3, "W": 3, "C": 2, "B": 4, "ACC_BITS": 8},
+                   [(Stream("s_valid", "s_ready", "s_data", 8), [to_word(p, 4) for p in x.reshape(-1, 2)])],
+                   Stream("m_valid", "m_ready", "m_data", 16), 4)
+    assert np.all(np.diff(res["cycles"]) == 9)
+    assert (np.array([from_word(v, 2, 8, False) for v in res["beats"]]) == pool_golden(x)).all()
+
+
 # ---- lint and parse ------------------------------------------------------------------------------
 # (module, parameter sets beyond the defaults): the non-default sets switch on the branches the defaults
 # leave out (CSD, the residual input, signed data, time multiplexing, partial words)
 LINT_SETS = {
     "af_requant": [{}, {"C": 4, "N_INPUTS": 2, "CSD": 1, "CSD_TERMS": 3, "SHIFT": 5, "SUM_BITS": 20, "IN_SIGNED": 1,
                         "OUT_SIGNED": 1, "IN1_SIGNED": 1}],
+    "af_sum_pool": [{}, {"H": 1, "W": 1, "C": 3, "SIGNED": 1}, {"H": 4, "W": 3, "C": 5, "B": 4, "ACC_BITS": 8}],
 }
 
 
