@@ -295,7 +295,8 @@ def pool_golden(x: np.ndarray) -> np.ndarray:
 
 
 @needs_iverilog
-@pytest.mark.parametrize("h,w,c,b,signed,bp", [(4, 3, 5, 4, False, 30), (2, 2, 3, 6, True, 60), (1, 1, 2, 3, True, 0)])
+@pytest.mark.parametrize("h,w,c,b,signed,bp", [(4, 3, 5, 4, False, 30), (2, 2, 3, 6, True, 60), (1, 1, 2, 3, True, 0),
+                                                 (2, 1, 2, 3, True, 90)])
 def test_sum_pool_bit_exact_back_to_back(tmp_path, h, w, c, b, signed, bp):
     """Several images back to back, random gaps and back-pressure; the sum at the pool tensor's exact width."""
     rng = np.random.default_rng(h * 100 + c)
