@@ -328,6 +328,81 @@ def test_sum_pool_one_pixel_per_cycle(tmp_path):
     assert (np.array([from_word(v, 2, 8, False) for v in res["beats"]]) == pool_golden(x)).all()
 
 
+# ---- af_dense ------------------------------------------------------------------------------------
+
+def dense_rom(weight: np.ndarray, rf: int, wb: int) -> list:
+    """ROM words of rtl/af_dense.v (and af_sad_array.v): word r, field f*M + m = W[m*RF + r, f]."""
+    n_in, cout = weight.shape
+    m_lanes = n_in // rf
+    words = []
+    for r in range(rf):
+        w = 0
+        for f in range(cout):
+            for m in range(m_lanes):
+                w |= (int(weight[m * rf + r, f]) & ((1 << wb) - 1)) << ((f * m_lanes + m) * wb)
+        words.append(w)
+    return words
+
+
+def dense_golden(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    from flow.qnet import Op, QNet, TensorSpec
+    n_in, cout = weight.shape
+    net = QNet(tensors={"x": TensorSpec("x", (n_in,), 16, True, kind="acc"),
+                        "y": TensorSpec("y", (cout,), 32, True, kind="acc")},
+               ops=[Op("dense", "fc", ["x"], "y", arrays={"weight": weight})], input="x", output="y")
+    return golden.run(net, x)["y"]
+
+
+def run_dense(tmp_path, rng, *, n_in, cout, rf, xb, x_signed, wb, n_img, gap=20, backpressure=30):
+    xlo, xhi = (-(1 << (xb - 1)), (1 << (xb - 1)) - 1) if x_signed else (0, (1 << xb) - 1)
+    weight = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), size=(n_in, cout))
+    x = rng.integers(xlo, xhi + 1, size=(n_img, n_in))
+    x[0] = xhi                                   # the extremes: the exact accumulator width is just enough
+    x[1] = xlo
+    want = dense_golden(x, weight)
+    pos, neg = np.where(weight > 0, weight, 0), np.where(weight < 0, weight, 0)
+    acc_bits, acc_signed = bits_for(int((pos * xlo + neg * xhi).sum(0).min()), int((pos * xhi + neg * xlo).sum(0).max()))
+    rom = tmp_path / "w.hex"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    rom.write_text("".join(f"{w:0{hexw(cout * (n_in // rf) * wb)}x}\n" for w in dense_rom(weight, rf, wb)))
+    params = {"N_IN": n_in, "COUT": cout, "RF": rf, "XB": xb, "X_SIGNED": int(x_signed), "WB": wb,
+              "ACC_BITS": acc_bits, "ROM_FILE": f'"{rom}"'}
+    res = simulate(tmp_path, "af_dense", params, [(Stream("s_valid", "s_ready", "s_data", n_in * xb),
+                                                   [to_word(v, xb) for v in x])],
+                   Stream("m_valid", "m_ready", "m_data", cout * acc_bits), n_img, gap=gap,
+                   backpressure=backpressure, seed=int(rng.integers(1, 1 << 30)))
+    got = np.array([from_word(b, cout, acc_bits, acc_signed) for b in res["beats"]])
+    return got, want, res
+
+
+@needs_iverilog
+@pytest.mark.parametrize("rf", [1, 3, 12])
+def test_dense_bit_exact_every_rf(tmp_path, rf):
+    """RF = 1, a middle divisor and N_IN: the lane-to-input wiring of each is checked against x @ W."""
+    rng = np.random.default_rng(rf)
+    got, want, _ = run_dense(tmp_path, rng, n_in=12, cout=5, rf=rf, xb=9, x_signed=True, wb=4, n_img=8)
+    assert (got == want).all(), (got, want)
+
+
+@needs_iverilog
+def test_dense_unsigned_input_heavy_backpressure(tmp_path):
+    """An unsigned pool sum as input (its top bit is magnitude, not sign) under 80% back-pressure."""
+    rng = np.random.default_rng(77)
+    got, want, _ = run_dense(tmp_path, rng, n_in=8, cout=3, rf=2, xb=10, x_signed=False, wb=5, n_img=10,
+                             backpressure=80)
+    assert (got == want).all()
+
+
+@needs_iverilog
+def test_dense_interval_is_rf(tmp_path):
+    """Back to back without gaps or back-pressure: one result every RF cycles (the schedule's dense cycles)."""
+    rng = np.random.default_rng(4)
+    got, want, res = run_dense(tmp_path, rng, n_in=16, cout=2, rf=4, xb=6, x_signed=True, wb=4, n_img=6,
+                               gap=0, backpressure=0)
+    assert (got == want).all()
+    assert np.all(np.diff(res["cycles"]) == 4)
+
+
 # ---- lint and parse ------------------------------------------------------------------------------
 # (module, parameter sets beyond the defaults): the non-default sets switch on the branches the defaults
 # leave out (CSD, the residual input, signed data, time multiplexing, partial words)
@@ -335,6 +410,7 @@ LINT_SETS = {
     "af_requant": [{}, {"C": 4, "N_INPUTS": 2, "CSD": 1, "CSD_TERMS": 3, "SHIFT": 5, "SUM_BITS": 20, "IN_SIGNED": 1,
                         "OUT_SIGNED": 1, "IN1_SIGNED": 1}],
     "af_sum_pool": [{}, {"H": 1, "W": 1, "C": 3, "SIGNED": 1}, {"H": 4, "W": 3, "C": 5, "B": 4, "ACC_BITS": 8}],
+    "af_dense": [{}, {"N_IN": 6, "COUT": 3, "RF": 3, "X_SIGNED": 0}, {"N_IN": 4, "RF": 4, "ACC_BITS": 10, "XB": 4, "WB": 5}],
 }
 
 
