@@ -403,6 +403,95 @@ def test_dense_interval_is_rf(tmp_path):
     assert np.all(np.diff(res["cycles"]) == 4)
 
 
+# ---- af_axis_in / af_axis_out --------------------------------------------------------------------
+
+def words_of(packed: np.ndarray, word_bits: int) -> list:
+    """packing.pack's bytes (N, bytes_per_image) -> the DMA words, little endian, in stream order."""
+    raw = np.ascontiguousarray(packed).reshape(-1).tobytes()
+    step = word_bits // 8
+    return [int.from_bytes(raw[i:i + step], "little") for i in range(0, len(raw), step)]
+
+
+def run_axis_in(tmp_path, rng, *, shape, value_bits, signed, word_bits, n_img, gap=20, backpressure=30,
+                lasts="call", words=None):
+    h, w, c = shape
+    lay = packing.Layout(h * w * c, value_bits, signed, word_bits)
+    x = rng.integers(lay.lo, lay.hi + 1, size=(n_img, h, w, c))
+    if words is None:
+        words = words_of(packing.pack(x, lay), word_bits)
+    if lasts == "call":       # one DMA transfer: TLAST on the final word only
+        tl = [0] * (len(words) - 1) + [1]
+    else:                     # TLAST at every image's last word
+        tl = [int((i + 1) % lay.words == 0) for i in range(len(words))]
+    params = {"VALUES": lay.values, "VALUE_BITS": value_bits, "SIGNED": int(signed), "WORD_BITS": word_bits, "C": c}
+    res = simulate(tmp_path, "af_axis_in", params,
+                   [(Stream("s_axis_tvalid", "s_axis_tready", "s_axis_tdata", word_bits, last="s_axis_tlast"),
+                     words, tl)],
+                   Stream("m_valid", "m_ready", "m_data", c * value_bits), n_img * h * w, gap=gap,
+                   backpressure=backpressure, seed=int(rng.integers(1, 1 << 30)), extra_out={"status": 2})
+    got = np.array([from_word(b, c, value_bits, signed) for b in res["beats"]]).reshape(x.shape)
+    return got, x, res, lay
+
+
+@needs_iverilog
+@pytest.mark.parametrize("shape,value_bits,signed,word_bits,lasts", [
+    ((3, 3, 3), 8, True, 64, "call"),        # CIFAR-like: 3 values per pixel, 8 per word, padded last word
+    ((3, 3, 2), 3, False, 32, "image"),      # 4-bit lanes, 8 per word; TLAST on every image
+    ((2, 3, 3), 16, True, 64, "call"),       # 4 lanes of 16 bits: 3-value pixels straddle words
+    ((2, 2, 5), 32, True, 64, "image"),      # 2 lanes per word, 5 values per pixel
+])
+def test_axis_in_unpacks_packing_exactly(tmp_path, shape, value_bits, signed, word_bits, lasts):
+    """Words from flow.driver.packing.pack come out as the same integers, pixel by pixel, images back to
+    back, with no status flag (TLAST at the call's end or at every image's end are both legal)."""
+    rng = np.random.default_rng(value_bits * 7 + word_bits)
+    got, x, res, _ = run_axis_in(tmp_path, rng, shape=shape, value_bits=value_bits, signed=signed,
+                                 word_bits=word_bits, n_img=4, lasts=lasts)
+    assert (got == x).all()
+    assert res["extra"]["status"] == 0
+
+
+@needs_iverilog
+def test_axis_in_one_pixel_per_cycle(tmp_path):
+    """CIFAR packing (8 lanes of 8 bits, 3 channels): no gaps, no back-pressure -> one pixel every cycle
+    within an image (the first layer's one-pixel-per-cycle input rate)."""
+    rng = np.random.default_rng(1)
+    got, x, res, _ = run_axis_in(tmp_path, rng, shape=(4, 8, 3), value_bits=8, signed=True, word_bits=64,
+                                 n_img=3, gap=0, backpressure=0)
+    assert (got == x).all()
+    d = np.diff(res["cycles"]).reshape(-1)
+    assert np.all(d == 1), d
+
+
+@needs_iverilog
+def test_axis_in_early_tlast_flags_and_zero_fills(tmp_path):
+    """TLAST on the 2nd word of a 5-word image: status bit 0 (axi_top.cpp STATUS_EARLY_TLAST = 1) is set,
+    the rest of that image is zeros, and the next word starts a fresh image (no hang, no shift)."""
+    rng = np.random.default_rng(2)
+    lay = packing.Layout(4 * 4 * 3, 8, True, 64)                     # 48 values, 6 words
+    x = rng.integers(-128, 128, size=(3, 4, 4, 3))
+    words = words_of(packing.pack(x, lay), 64)
+    cut = words[:2] + words[lay.words:]                              # image 0 ends after 2 words
+    tl = [0, 1] + [0] * (2 * lay.words - 1) + [1]
+    res = simulate(tmp_path, "af_axis_in", {"VALUES": 48, "VALUE_BITS": 8, "SIGNED": 1, "WORD_BITS": 64, "C": 3},
+                   [(Stream("s_axis_tvalid", "s_axis_tready", "s_axis_tdata", 64, last="s_axis_tlast"), cut, tl)],
+                   Stream("m_valid", "m_ready", "m_data", 24), 3 * 16, gap=10, backpressure=20,
+                   extra_out={"status": 2})
+    got = np.array([from_word(b, 3, 8, True) for b in res["beats"]]).reshape(3, 48)
+    want = x.reshape(3, 48).copy()
+    want[0, 16:] = 0
+    assert (got == want).all()
+    assert res["extra"]["status"] == 1
+
+
+@needs_iverilog
+def test_axis_in_tlast_at_image_end_is_not_flagged(tmp_path):
+    """The control for the test above: the same stream with TLAST only where images end leaves status 0."""
+    rng = np.random.default_rng(2)
+    got, x, res, _ = run_axis_in(tmp_path, rng, shape=(4, 4, 3), value_bits=8, signed=True, word_bits=64,
+                                 n_img=3, lasts="image")
+    assert (got == x).all() and res["extra"]["status"] == 0
+
+
 # ---- lint and parse ------------------------------------------------------------------------------
 # (module, parameter sets beyond the defaults): the non-default sets switch on the branches the defaults
 # leave out (CSD, the residual input, signed data, time multiplexing, partial words)
@@ -411,6 +500,8 @@ LINT_SETS = {
                         "OUT_SIGNED": 1, "IN1_SIGNED": 1}],
     "af_sum_pool": [{}, {"H": 1, "W": 1, "C": 3, "SIGNED": 1}, {"H": 4, "W": 3, "C": 5, "B": 4, "ACC_BITS": 8}],
     "af_dense": [{}, {"N_IN": 6, "COUT": 3, "RF": 3, "X_SIGNED": 0}, {"N_IN": 4, "RF": 4, "ACC_BITS": 10, "XB": 4, "WB": 5}],
+    "af_axis_in": [{}, {"VALUES": 3072, "VALUE_BITS": 8, "C": 3}, {"VALUES": 20, "VALUE_BITS": 3, "C": 4, "WORD_BITS": 32},
+                   {"VALUES": 6, "VALUE_BITS": 32, "C": 3}],
 }
 
 
