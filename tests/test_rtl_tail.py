@@ -492,6 +492,50 @@ def test_axis_in_tlast_at_image_end_is_not_flagged(tmp_path):
     assert (got == x).all() and res["extra"]["status"] == 0
 
 
+def run_axis_out(tmp_path, rng, *, shape, bits, signed, word_bits, n_img, gap=20, backpressure=30):
+    """Output beats (C = shape[-1] values of `bits`) through af_axis_out; returns (words, lasts, want words,
+    layout, res) with the wanted words from packing.pack on packing.output_layout of such an output."""
+    from flow.qnet import QNet, TensorSpec
+    net = QNet(tensors={"y": TensorSpec("y", tuple(shape), bits, signed)}, ops=[], input="y", output="y")
+    lay = packing.output_layout(net, word_bits)
+    c = shape[-1]
+    y = rng.integers(net.output_spec.lo, net.output_spec.hi + 1, size=(n_img, *shape))
+    y[0] = net.output_spec.lo          # the sign bit and the extension to the lane width
+    want = words_of(packing.pack(y, lay), word_bits)
+    params = {"VALUES": lay.values, "VALUE_BITS": bits, "SIGNED": int(signed), "WORD_BITS": word_bits, "C": c}
+    res = simulate(tmp_path, "af_axis_out", params,
+                   [(Stream("s_valid", "s_ready", "s_data", c * bits), [to_word(v, bits) for v in y.reshape(-1, c)])],
+                   Stream("m_axis_tvalid", "m_axis_tready", "m_axis_tdata", word_bits, last="m_axis_tlast"),
+                   len(want), gap=gap, backpressure=backpressure, seed=int(rng.integers(1, 1 << 30)))
+    return res["beats"], res["lasts"], want, lay, res
+
+
+@needs_iverilog
+@pytest.mark.parametrize("shape,bits,signed,word_bits", [
+    ((10,), 12, True, 64),        # logits: 16-bit lanes, 4 per word, 3 words (last padded)
+    ((10,), 5, True, 64),         # narrow logits still get byte lanes (packing.output_layout)
+    ((3, 3, 2), 4, False, 32),    # a pixel tensor: 2 values per beat, 4 per word
+    ((6,), 20, True, 64),         # 32-bit lanes
+])
+def test_axis_out_packs_like_packing(tmp_path, shape, bits, signed, word_bits):
+    """Every word equals packing.pack of the same values, TLAST exactly on each image's last word."""
+    rng = np.random.default_rng(bits * 3 + word_bits)
+    got, lasts, want, lay, _ = run_axis_out(tmp_path, rng, shape=shape, bits=bits, signed=signed,
+                                            word_bits=word_bits, n_img=4)
+    assert got == want
+    assert lasts == [int((i + 1) % lay.words == 0) for i in range(len(want))]
+
+
+@needs_iverilog
+def test_axis_out_words_per_image_back_to_back(tmp_path):
+    """No gaps, no back-pressure: an image's words leave one per cycle (10 logits, 8 lanes: 2 words)."""
+    rng = np.random.default_rng(6)
+    got, _, want, lay, res = run_axis_out(tmp_path, rng, shape=(10,), bits=8, signed=True, word_bits=64, n_img=5,
+                                          gap=0, backpressure=0)
+    assert got == want and lay.words == 2
+    assert np.all(np.diff(res["cycles"]) == 1)
+
+
 # ---- lint and parse ------------------------------------------------------------------------------
 # (module, parameter sets beyond the defaults): the non-default sets switch on the branches the defaults
 # leave out (CSD, the residual input, signed data, time multiplexing, partial words)
@@ -502,6 +546,8 @@ LINT_SETS = {
     "af_dense": [{}, {"N_IN": 6, "COUT": 3, "RF": 3, "X_SIGNED": 0}, {"N_IN": 4, "RF": 4, "ACC_BITS": 10, "XB": 4, "WB": 5}],
     "af_axis_in": [{}, {"VALUES": 3072, "VALUE_BITS": 8, "C": 3}, {"VALUES": 20, "VALUE_BITS": 3, "C": 4, "WORD_BITS": 32},
                    {"VALUES": 6, "VALUE_BITS": 32, "C": 3}],
+    "af_axis_out": [{}, {"VALUES": 10, "VALUE_BITS": 5, "C": 10}, {"VALUES": 20, "VALUE_BITS": 3, "C": 4, "WORD_BITS": 32,
+                                                                    "SIGNED": 0}, {"VALUES": 6, "VALUE_BITS": 32, "C": 3}],
 }
 
 
