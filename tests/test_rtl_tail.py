@@ -191,7 +191,7 @@ def requant_rom(mult: np.ndarray, bias: np.ndarray, mult_bits: int, bias_bits: i
 
 def run_requant(tmp_path, rng, *, c, n_inputs, in_bits, in_signed, out_bits, out_signed, shift, csd,
                 n_pixels, in1_bits=4, in1_signed=False, mult_range=(-300, 300), bias_range=(-5000, 5000),
-                gap=20, backpressure=30, extreme=False):
+                gap=20, backpressure=30, extreme=False, reuse=1):
     in_lo = -(1 << (in_bits - 1)) if in_signed else 0
     in_hi = (1 << (in_bits - 1)) - 1 if in_signed else (1 << in_bits) - 1
     in1_lo = -(1 << (in1_bits - 1)) if in1_signed else 0
@@ -219,7 +219,7 @@ def run_requant(tmp_path, rng, *, c, n_inputs, in_bits, in_signed, out_bits, out
     params = {"C": c, "N_INPUTS": n_inputs, "IN_BITS": in_bits, "IN_SIGNED": int(in_signed), "IN1_BITS": in1_bits,
               "IN1_SIGNED": int(in1_signed), "OUT_BITS": out_bits, "OUT_SIGNED": int(out_signed), "SHIFT": shift,
               "LO": lo, "HI": hi, "SUM_BITS": sum_bits, "MULT_BITS": mult_bits, "BIAS_BITS": bias_bits,
-              "CSD": int(csd), "CSD_TERMS": t, "EXP_BITS": REQUANT_EXP_BITS, "ROM_FILE": f'"{rom}"'}
+              "REUSE": reuse, "CSD": int(csd), "CSD_TERMS": t, "EXP_BITS": REQUANT_EXP_BITS, "ROM_FILE": f'"{rom}"'}
     sin = [(Stream("s_valid", "s_ready", "s_data", c * in_bits), [to_word(p, in_bits) for p in x0])]
     unused = []
     if n_inputs > 1:
@@ -281,6 +281,31 @@ def test_requant_throughput_one_beat_per_cycle(tmp_path):
                                  out_signed=False, shift=4, csd=True, n_pixels=50, gap=0, backpressure=0)
     assert (got == want).all()
     assert np.all(np.diff(res["cycles"]) == 1)
+
+
+
+@needs_iverilog
+@pytest.mark.parametrize("csd,reuse", [(False, 3), (True, 3), (True, 6)])
+def test_requant_time_multiplexed_bit_exact(tmp_path, csd, reuse):
+    """REUSE = R (schedule.requant_reuse): C/R lanes, lane b on channel b*R + q; residual input, both
+    clips, random gaps and heavy back-pressure (a result that waits must not be overwritten)."""
+    rng = np.random.default_rng(31 + reuse + csd)
+    got, want, _ = run_requant(tmp_path, rng, c=6, n_inputs=2, in_bits=11, in_signed=False, in1_bits=4,
+                               out_bits=4, out_signed=False, shift=8, csd=csd, n_pixels=40, extreme=True,
+                               reuse=reuse, backpressure=70)
+    assert (got == want).all(), np.argwhere(got != want)[:5]
+    assert (want == 0).any() and (want == 15).any()
+
+
+@needs_iverilog
+def test_requant_time_multiplexed_interval(tmp_path):
+    """No gaps or back-pressure: one beat every R cycles (schedule.requant_steps = pixels * R)."""
+    rng = np.random.default_rng(8)
+    got, want, res = run_requant(tmp_path, rng, c=4, n_inputs=1, in_bits=8, in_signed=True, out_bits=6,
+                                 out_signed=True, shift=3, csd=False, n_pixels=30, gap=0, backpressure=0, reuse=2)
+    assert (got == want).all()
+    assert np.all(np.diff(res["cycles"]) == 2)
+    assert res["cycles"][-1] - res["cycles"][0] == schedule.requant_steps(30 - 1, 2)
 
 
 # ---- af_sum_pool ---------------------------------------------------------------------------------
@@ -541,7 +566,8 @@ def test_axis_out_words_per_image_back_to_back(tmp_path):
 # leave out (CSD, the residual input, signed data, time multiplexing, partial words)
 LINT_SETS = {
     "af_requant": [{}, {"C": 4, "N_INPUTS": 2, "CSD": 1, "CSD_TERMS": 3, "SHIFT": 5, "SUM_BITS": 20, "IN_SIGNED": 1,
-                        "OUT_SIGNED": 1, "IN1_SIGNED": 1}],
+                        "OUT_SIGNED": 1, "IN1_SIGNED": 1},
+                   {"C": 6, "REUSE": 3, "N_INPUTS": 2}, {"C": 4, "REUSE": 4, "CSD": 1}],
     "af_sum_pool": [{}, {"H": 1, "W": 1, "C": 3, "SIGNED": 1}, {"H": 4, "W": 3, "C": 5, "B": 4, "ACC_BITS": 8}],
     "af_dense": [{}, {"N_IN": 6, "COUT": 3, "RF": 3, "X_SIGNED": 0}, {"N_IN": 4, "RF": 4, "ACC_BITS": 10, "XB": 4, "WB": 5}],
     "af_axis_in": [{}, {"VALUES": 3072, "VALUE_BITS": 8, "C": 3}, {"VALUES": 20, "VALUE_BITS": 3, "C": 4, "WORD_BITS": 32},
