@@ -60,6 +60,9 @@ module af_requant #(
     output reg  [C*OUT_BITS-1:0]    m_data
 );
     localparam integer TERM_BITS = EXP_BITS + 2;
+    // the multiplier field's width in the word: none with CSD (the plain product below is then dead code,
+    // and a width of 1 keeps its select inside the word)
+    localparam integer MB        = (CSD != 0) ? 1 : MULT_BITS;
     localparam integer ROM_BITS  = BIAS_BITS + N_INPUTS * (CSD != 0 ? CSD_TERMS * TERM_BITS : MULT_BITS);
     // the clip's compare width: v itself, and LO/HI with a sign bit
     localparam integer CMP_BITS  = (SUM_BITS > OUT_BITS + 1) ? SUM_BITS : OUT_BITS + 1;
@@ -99,7 +102,7 @@ module af_requant #(
         reg [EXP_BITS-1:0] e;
         reg [1:0] sg;
         reg signed [SUM_BITS-1:0] acc;
-        reg signed [MULT_BITS-1:0] m;
+        reg signed [MB-1:0] m;
         begin
             acc = {SUM_BITS{1'b0}};
             if (CSD != 0) begin
@@ -110,7 +113,7 @@ module af_requant #(
                     else if (sg == 2'b11) acc = acc - (x <<< e);
                 end
             end else begin
-                m = word[BIAS_BITS + k * MULT_BITS +: MULT_BITS];
+                m = word[BIAS_BITS + k * MB +: MB];
                 acc = x * SUM_BITS'(m);
             end
             const_mult = acc;

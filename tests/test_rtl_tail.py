@@ -602,7 +602,9 @@ def test_verilator_agrees_axis_in(tmp_path):
 LINT_SETS = {
     "af_requant": [{}, {"C": 4, "N_INPUTS": 2, "CSD": 1, "CSD_TERMS": 3, "SHIFT": 5, "SUM_BITS": 20, "IN_SIGNED": 1,
                         "OUT_SIGNED": 1, "IN1_SIGNED": 1},
-                   {"C": 6, "REUSE": 3, "N_INPUTS": 2}, {"C": 4, "REUSE": 4, "CSD": 1}],
+                   {"C": 6, "REUSE": 3, "N_INPUTS": 2}, {"C": 4, "REUSE": 4, "CSD": 1},
+                   # a word narrower than the default MULT_BITS (CSD, 1-bit exponents) and a sum narrower than the output
+                   {"C": 2, "CSD": 1, "CSD_TERMS": 1, "EXP_BITS": 1, "SUM_BITS": 3, "OUT_SIGNED": 1, "REUSE": 2}],
     "af_sum_pool": [{}, {"H": 1, "W": 1, "C": 3, "SIGNED": 1}, {"H": 4, "W": 3, "C": 5, "B": 4, "ACC_BITS": 8}],
     "af_dense": [{}, {"N_IN": 6, "COUT": 3, "RF": 3, "X_SIGNED": 0}, {"N_IN": 4, "RF": 4, "ACC_BITS": 10, "XB": 4, "WB": 5}],
     "af_axis_in": [{}, {"VALUES": 3072, "VALUE_BITS": 8, "C": 3}, {"VALUES": 20, "VALUE_BITS": 3, "C": 4, "WORD_BITS": 32},
