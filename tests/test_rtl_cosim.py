@@ -167,3 +167,16 @@ def test_bad_inputs_one_line(tmp_path, capsys, monkeypatch):
     assert main(["cosim", str(b), "--data", str(data), "--images", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "verilator is not on PATH" in err[0]
+
+
+@needs_verilator
+def test_generated_top_and_layers_lint_clean(tmp_path):
+    import subprocess
+
+    net = random_qnet(3, height=6, width=6, max_channels=6)
+    man = write_rtl(net, tmp_path, {"conv1": 3, "b0_adder1": 3, "b0_down": 2, "fc": 3}, shift_add=True)
+    r = subprocess.run(["verilator", "--lint-only", "-Wall", "--top-module", man["top"], *man["files"]], cwd=tmp_path,
+                       capture_output=True, text=True)
+    generated = [ln for ln in r.stderr.splitlines() if ln.startswith("%") and ("layer_" in ln or "af_top.v" in ln)]
+    assert generated == [], "\n".join(generated)
+    assert r.returncode == 0, r.stderr[-2000:]

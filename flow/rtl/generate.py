@@ -242,7 +242,7 @@ def _realise(design: Design, p: Process, fused: dict) -> None:
         p.rf = r
         p.estimate_cycles = schedule.requant_steps(px, r) + schedule.PIPELINE_DEPTH["requant"]
         body = [f"    // per channel: clip((sum_k in_k*mult[k,c] + bias[c] + 2^(shift-1)) >>> shift, lo, hi)"]
-        body += _requant_inst(design, p, op, "s", [f"s{'' if i == 0 else i}" for i in range(len(op.inputs))], "m")
+        body += _requant_inst(design, p, op, "s", [f"s{'' if i == 0 else i}" for i in range(len(op.inputs))], "m", r)
         p.library += ["af_requant.v"]
         p.body = _module(p, design, f"requant {op.name} ({c} channels, {len(op.inputs)} input(s))", body)
     elif p.kind == "pool":
@@ -334,7 +334,7 @@ def _requant_rom(op, csd: bool) -> tuple:
 
 
 def _requant_inst(design: Design, p: Process, op, inst_prefix: str, in_ports: list, out_port: str,
-                  first_in: tuple | None = None) -> list:
+                  reuse: int, first_in: tuple | None = None) -> list:
     """af_requant for QNet requant `op`. in_ports: the wrapper's port prefixes (or wires) for its inputs;
     first_in: (valid, ready, data, bits, signed) of an internal first input (a fused window layer's
     accumulators)."""
@@ -355,7 +355,7 @@ def _requant_inst(design: Design, p: Process, op, inst_prefix: str, in_ports: li
               "IN1_BITS": bits[1][0] if len(bits) > 1 else 1, "IN1_SIGNED": int(bits[1][1]) if len(bits) > 1 else 0,
               "OUT_BITS": int(out.bits), "OUT_SIGNED": int(out.signed), "SHIFT": int(op.attrs["shift"]),
               "LO": int(out.lo), "HI": int(out.hi), **extra, "SUM_BITS": sum_bits, "CSD": int(design.shift_add),
-              "ROM_FILE": f'"{rom}"'}
+              "REUSE": int(reuse), "ROM_FILE": f'"{rom}"'}
     conns = {"clk": "clk", "rst": "rst"}
     lines = []
     if first_in is not None:
@@ -425,7 +425,8 @@ def _window(design: Design, p: Process, op, rq) -> None:
         what = f"conv layer {op.name}: product lanes"
     if rq is not None:
         in_ports = ["acc"] + (["s1"] if len(rq.inputs) > 1 else [])
-        body += _requant_inst(design, p, rq, "fused", in_ports, "m",
+        # the HLS fused requant's lanes: R = requant_reuse(n_filt, RF) cycles per pixel, within the kernel's RF
+        body += _requant_inst(design, p, rq, "fused", in_ports, "m", rq_r,
                               first_in=("acc_valid", "acc_ready", "acc_data", int(acc.bits), bool(acc.signed)))
         p.library += ["af_requant.v"]
         what += f", requant {rq.name} fused" + (" with the residual input" if len(rq.inputs) > 1 else "")
