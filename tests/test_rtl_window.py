@@ -267,3 +267,44 @@ def test_sad_chain_verilator(tmp_path):
     need("verilator")
     r, want, _ = run_sad_chain(tmp_path, SAD_CASES["3x3_rf9_g2"][0], 5, 3, 2, sim="verilator", p_gap=0.2, p_stall=0.3)
     np.testing.assert_array_equal(r.outputs["m"], want)
+
+
+def run_mac_chain(tmp_path, geom, cout, rf, wb=4, n_images=2, seed=0, sim="iverilog", **kw):
+    """Random signed images and weights through af_window -> af_mac_array; golden flow.kernels.conv2d."""
+    from flow.kernels import conv2d
+
+    h, w, c, xb, k, s, pads = geom
+    rng = np.random.default_rng(seed)
+    wt = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), size=(k, k, c, cout))
+    x = rng.integers(-(1 << (xb - 1)), 1 << (xb - 1), size=(n_images, h, w, c))
+    want = conv2d(x.astype(np.int64), wt.astype(np.int64), s, pads).reshape(-1, cout)
+    acc_bits = int(np.abs(want).max()).bit_length() + 1
+    n_in = k * k * c
+    rom = weight_rom(tmp_path / "w.hex", wt, rf, wb)
+    params = {"N_IN": n_in, "COUT": cout, "RF": rf, "XB": xb, "WB": wb, "ACC_BITS": acc_bits, "X_SIGNED": 1,
+              "ROM_FILE": str(rom)}
+    srcs = chain_source(tmp_path / "chain.v", window_params(h, w, c, xb, k, s, pads), "af_mac_array", params,
+                        acc_bits, cout)
+    r = simulate("chain", {}, {"s": x.reshape(-1, c)}, {"m": cout}, tmp_path / "sim", sources=srcs, sim=sim,
+                 in_bits={"s": xb}, out_bits={"m": acc_bits}, out_signed={"m": True}, n_out={"m": len(want)}, **kw)
+    return r, want
+
+
+# the first conv: int8 input, 3x3 pad 1 (ResNet-20 stem shape, smaller image), RF 1 / 3 / N_IN
+MAC_CASES = {"stem_rf1": ((5, 6, 3, 8, 3, 1, (1, 1, 1, 1)), 4, 1),
+             "stem_rf3": ((5, 6, 3, 8, 3, 1, (1, 1, 1, 1)), 4, 3),
+             "stem_rf27": ((5, 6, 3, 8, 3, 2, (1, 1, 1, 1)), 3, 27)}
+
+
+@pytest.mark.parametrize("case", sorted(MAC_CASES))
+def test_mac_chain_bit_exact(tmp_path, case):
+    need("iverilog")
+    geom, cout, rf = MAC_CASES[case]
+    r, want = run_mac_chain(tmp_path, geom, cout, rf, p_gap=0.25, p_stall=0.4, seed=len(case))
+    np.testing.assert_array_equal(r.outputs["m"], want)
+
+
+def test_mac_chain_verilator(tmp_path):
+    need("verilator")
+    r, want = run_mac_chain(tmp_path, MAC_CASES["stem_rf3"][0], 4, 9, sim="verilator", p_gap=0.2, p_stall=0.3)
+    np.testing.assert_array_equal(r.outputs["m"], want)
