@@ -155,3 +155,156 @@ def test_window_verilator_matches(tmp_path):
     r, want = run_window(tmp_path, x, 4, 3, 1, (1, 1, 1, 1), sim="verilator", p_gap=0.3, p_stall=0.3)
     got = np.where(r.outputs["m"] >= 8, r.outputs["m"] - 16, r.outputs["m"])
     np.testing.assert_array_equal(got, want)
+
+
+# ---- window + lane array chains ------------------------------------------------------------------------
+
+def weight_rom(path, w_hwio, rf, wb):
+    """The lane arrays' ROM: word r, field f*M + m = W[m*RF + r, f] at wb bits (af_sad_array header)."""
+    w2 = np.asarray(w_hwio).reshape(-1, w_hwio.shape[-1])         # (N_IN, COUT), tap order of af_window
+    n_in, cout = w2.shape
+    lanes = n_in // rf
+    words = [[w2[m * rf + r, f] for f in range(cout) for m in range(lanes)] for r in range(rf)]
+    digits = -(-cout * lanes * wb // 4)
+    path.write_text("".join(f"{v:0{digits}x}\n" for v in rtl_sim.pack_beats(np.array(words, dtype=object), wb)))
+    return path
+
+
+def chain_source(path, window: dict, array: str, aparams: dict, acc_bits: int, cout: int):
+    """A test top: af_window -> (array) with the stream ports of the pair."""
+    def plist(p):
+        return ", ".join(f".{k}({rtl_sim._gvalue(v)})" for k, v in p.items())
+    k, c, b = window["K"], window["C"], window["B"]
+    path.write_text(f"""module chain (input wire clk, input wire rst,
+    input wire s_valid, output wire s_ready, input wire [{c * b - 1}:0] s_data,
+    output wire m_valid, input wire m_ready, output wire [{cout * acc_bits - 1}:0] m_data);
+    wire w_valid, w_ready;
+    wire [{k * k * c * b - 1}:0] w_data;
+    af_window #({plist(window)}) win (.clk(clk), .rst(rst), .s_valid(s_valid), .s_ready(s_ready), .s_data(s_data),
+        .m_valid(w_valid), .m_ready(w_ready), .m_data(w_data));
+    {array} #({plist(aparams)}) lanes (.clk(clk), .rst(rst), .s_valid(w_valid), .s_ready(w_ready), .s_data(w_data),
+        .m_valid(m_valid), .m_ready(m_ready), .m_data(m_data));
+endmodule
+""")
+    return [path, RTL_DIR / "af_window.v", RTL_DIR / f"{array}.v"]
+
+
+def sad_layer(rng, cin, cout, k, xb, groups):
+    """A random adder2d layer: HWIO weights of (xb+1)-bit range, groups with rescale (one identity)."""
+    from flow.qnet import bits_for
+
+    wb = xb + 2
+    w = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), size=(k, k, cin, cout))
+    goc = rng.integers(0, groups, size=cout)
+    goc[:groups] = np.arange(groups)                  # every group used
+    gshift = rng.integers(1, 9, size=groups)
+    gmult = rng.integers(1, 3 << gshift)
+    gmult[0] = 0                                      # group 0: the identity (QNet: mult == 0)
+    return {"w": w, "wb": wb, "goc": goc, "gmult": gmult, "gshift": gshift,
+            "gmb": max(bits_for(0, int(gmult.max()))[0] + 1, 2), "gsb": max(int(gshift.max()).bit_length(), 1)}
+
+
+def sad_golden(x, layer, xb, stride, pads):
+    from flow.golden import rescale_activation
+    from flow.kernels import sad2d_grouped
+
+    hi = (1 << xb) - 1
+    versions = np.stack([rescale_activation(x, int(m), int(s), hi) for m, s in zip(layer["gmult"], layer["gshift"])])
+    return sad2d_grouped(versions, layer["w"], layer["goc"], stride, pads)
+
+
+def sad_params(layer, n_in, cout, rf, xb, acc_bits, rom):
+    g = len(layer["gmult"])
+    giw = max((g - 1).bit_length(), 1)
+    return {"N_IN": n_in, "COUT": cout, "RF": rf, "XB": xb, "WB": layer["wb"], "ACC_BITS": acc_bits, "G": g,
+            "GIW": giw, "GMB": layer["gmb"], "GSB": layer["gsb"], "GROUP_OF": rtl_sim.packed(layer["goc"], giw),
+            "GMULT": rtl_sim.packed(layer["gmult"], layer["gmb"]), "GSHIFT": rtl_sim.packed(layer["gshift"], layer["gsb"]),
+            "ROM_FILE": str(rom)}
+
+
+def run_sad_chain(tmp_path, geom, cout, rf, groups, n_images=2, seed=0, sim="iverilog", **kw):
+    """Random layer + images through af_window -> af_sad_array; returns (result, golden (beats, COUT), g)."""
+    from flow.hls.schedule import WindowGeometry
+
+    h, w, c, xb, k, s, pads = geom
+    rng = np.random.default_rng(seed)
+    layer = sad_layer(rng, c, cout, k, xb, groups)
+    x = rng.integers(0, 1 << xb, size=(n_images, h, w, c))
+    want = sad_golden(x, layer, xb, s, pads)
+    n_in = k * k * c
+    acc_bits = int(want.max()).bit_length() + 1
+    rom = weight_rom(tmp_path / "w.hex", layer["w"], rf, layer["wb"])
+    srcs = chain_source(tmp_path / "chain.v", window_params(h, w, c, xb, k, s, pads), "af_sad_array",
+                        sad_params(layer, n_in, cout, rf, xb, acc_bits, rom), acc_bits, cout)
+    r = simulate("chain", {}, {"s": x.reshape(-1, c)}, {"m": cout}, tmp_path / "sim", sources=srcs, sim=sim,
+                 in_bits={"s": xb}, out_bits={"m": acc_bits}, n_out={"m": want.size // cout}, **kw)
+    ho, wo = want.shape[1:3]
+    g = WindowGeometry(h, w, c, ho, wo, cout, k, k, s, *pads)
+    return r, want.reshape(-1, cout), g
+
+
+# (geometry, COUT, RF, groups): RF 1, a middle divisor and N_IN; groups 1 and 2 (one rescaled)
+SAD_CASES = {
+    "3x3_rf1_g2": ((6, 5, 3, 4, 3, 1, (1, 1, 1, 1)), 5, 1, 2),
+    "3x3_rf9_g2": ((6, 5, 3, 4, 3, 1, (1, 1, 1, 1)), 5, 9, 2),
+    "3x3_rf27_g1": ((6, 5, 3, 4, 3, 2, (1, 1, 1, 1)), 4, 27, 1),
+    "1x1_s2_rf2_g2": ((6, 6, 4, 3, 1, 2, (0, 0, 0, 0)), 6, 2, 2),
+    "2x2_same_rf4_g3": ((5, 4, 2, 5, 2, 1, (0, 1, 0, 1)), 3, 4, 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAD_CASES))
+def test_sad_chain_bit_exact(tmp_path, case):
+    """window + SAD lanes == flow.kernels.sad2d_grouped of the golden rescaled versions, two images back to
+    back with random input gaps and output back-pressure."""
+    need("iverilog")
+    geom, cout, rf, groups = SAD_CASES[case]
+    r, want, _ = run_sad_chain(tmp_path, geom, cout, rf, groups, p_gap=0.25, p_stall=0.4, seed=len(case))
+    np.testing.assert_array_equal(r.outputs["m"], want)
+
+
+def test_sad_chain_verilator(tmp_path):
+    need("verilator")
+    r, want, _ = run_sad_chain(tmp_path, SAD_CASES["3x3_rf9_g2"][0], 5, 3, 2, sim="verilator", p_gap=0.2, p_stall=0.3)
+    np.testing.assert_array_equal(r.outputs["m"], want)
+
+
+def run_mac_chain(tmp_path, geom, cout, rf, wb=4, n_images=2, seed=0, sim="iverilog", **kw):
+    """Random signed images and weights through af_window -> af_mac_array; golden flow.kernels.conv2d."""
+    from flow.kernels import conv2d
+
+    h, w, c, xb, k, s, pads = geom
+    rng = np.random.default_rng(seed)
+    wt = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), size=(k, k, c, cout))
+    x = rng.integers(-(1 << (xb - 1)), 1 << (xb - 1), size=(n_images, h, w, c))
+    want = conv2d(x.astype(np.int64), wt.astype(np.int64), s, pads).reshape(-1, cout)
+    acc_bits = int(np.abs(want).max()).bit_length() + 1
+    n_in = k * k * c
+    rom = weight_rom(tmp_path / "w.hex", wt, rf, wb)
+    params = {"N_IN": n_in, "COUT": cout, "RF": rf, "XB": xb, "WB": wb, "ACC_BITS": acc_bits, "X_SIGNED": 1,
+              "ROM_FILE": str(rom)}
+    srcs = chain_source(tmp_path / "chain.v", window_params(h, w, c, xb, k, s, pads), "af_mac_array", params,
+                        acc_bits, cout)
+    r = simulate("chain", {}, {"s": x.reshape(-1, c)}, {"m": cout}, tmp_path / "sim", sources=srcs, sim=sim,
+                 in_bits={"s": xb}, out_bits={"m": acc_bits}, out_signed={"m": True}, n_out={"m": len(want)}, **kw)
+    return r, want
+
+
+# the first conv: int8 input, 3x3 pad 1 (ResNet-20 stem shape, smaller image), RF 1 / 3 / N_IN
+MAC_CASES = {"stem_rf1": ((5, 6, 3, 8, 3, 1, (1, 1, 1, 1)), 4, 1),
+             "stem_rf3": ((5, 6, 3, 8, 3, 1, (1, 1, 1, 1)), 4, 3),
+             "stem_rf27": ((5, 6, 3, 8, 3, 2, (1, 1, 1, 1)), 3, 27)}
+
+
+@pytest.mark.parametrize("case", sorted(MAC_CASES))
+def test_mac_chain_bit_exact(tmp_path, case):
+    need("iverilog")
+    geom, cout, rf = MAC_CASES[case]
+    r, want = run_mac_chain(tmp_path, geom, cout, rf, p_gap=0.25, p_stall=0.4, seed=len(case))
+    np.testing.assert_array_equal(r.outputs["m"], want)
+
+
+def test_mac_chain_verilator(tmp_path):
+    need("verilator")
+    r, want = run_mac_chain(tmp_path, MAC_CASES["stem_rf3"][0], 4, 9, sim="verilator", p_gap=0.2, p_stall=0.3)
+    np.testing.assert_array_equal(r.outputs["m"], want)
