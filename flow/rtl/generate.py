@@ -419,7 +419,7 @@ def _window(design: Design, p: Process, op, rq) -> None:
         p.library += ["af_sad_array.v"]
         what = f"adder layer {op.name}: |a - w| lanes"
     else:
-        lane_params.update({"X_SIGNED": int(xs), "ACC_SIGNED": int(acc.signed), "ROM_FILE": f'"{rom}"'})
+        lane_params.update({"X_SIGNED": int(xs), "ROM_FILE": f'"{rom}"'})
         body += _inst("af_mac_array", lane_params, "u_lanes", {**lanes_conns, **out_acc})
         p.library += ["af_mac_array.v"]
         what = f"conv layer {op.name}: product lanes"
