@@ -241,7 +241,7 @@ def _realise(design: Design, p: Process, fused: dict) -> None:
         r = int(design.reuse.get(op.name, 1))
         p.rf = r
         p.estimate_cycles = schedule.requant_steps(px, r) + schedule.PIPELINE_DEPTH["requant"]
-        body = [f"    // per channel: clip((sum_k in_k*mult[k,c] + bias[c] + 2^(shift-1)) >>> shift, lo, hi)"]
+        body = ["    // per channel: clip((sum_k in_k*mult[k,c] + bias[c] + 2^(shift-1)) >>> shift, lo, hi)"]
         body += _requant_inst(design, p, op, "s", [f"s{'' if i == 0 else i}" for i in range(len(op.inputs))], "m", r)
         p.library += ["af_requant.v"]
         p.body = _module(p, design, f"requant {op.name} ({c} channels, {len(op.inputs)} input(s))", body)
@@ -348,9 +348,9 @@ def _requant_inst(design: Design, p: Process, op, inst_prefix: str, in_ports: li
     rom = f"{p.name}_rq.hex"
     words, extra = _requant_rom(op, design.shift_add)
     p.roms[rom] = words
+    # the requant's inputs are QNet tensors (a fused layer's accumulators too): their declared ranges
     sum_bits = schedule.requant_sum_bits(op.arrays["bias"], op.arrays["mult"],
-                                         [(lo, hi) for lo, hi in (_in_range(net, t, first_in if k == 0 else None)
-                                                                  for k, t in enumerate(rq_in))], int(op.attrs["shift"]))
+                                         [(net.tensors[t].lo, net.tensors[t].hi) for t in rq_in], int(op.attrs["shift"]))
     params = {"C": c, "N_INPUTS": len(rq_in), "IN_BITS": bits[0][0], "IN_SIGNED": int(bits[0][1]),
               "IN1_BITS": bits[1][0] if len(bits) > 1 else 1, "IN1_SIGNED": int(bits[1][1]) if len(bits) > 1 else 0,
               "OUT_BITS": int(out.bits), "OUT_SIGNED": int(out.signed), "SHIFT": int(op.attrs["shift"]),
@@ -372,11 +372,6 @@ def _requant_inst(design: Design, p: Process, op, inst_prefix: str, in_ports: li
     return lines + _inst("af_requant", params, f"u_{inst_prefix}_rq", conns)
 
 
-def _in_range(net: QNet, t: str, first_in) -> tuple:
-    spec = net.tensors[t]
-    return spec.lo, spec.hi
-
-
 def _window(design: Design, p: Process, op, rq) -> None:
     net = design.net
     g = schedule.WindowGeometry.from_qnet_op(net, op)
@@ -392,8 +387,8 @@ def _window(design: Design, p: Process, op, rq) -> None:
     rq_r = schedule.requant_reuse(g.n_filt, rf) if rq is not None else 0
     p.estimate_cycles = schedule.window_steps(g, rf, rq_r) + schedule.PIPELINE_DEPTH["window"]
     win_w = g.n_in * xb
-    body = [f"    wire win_valid, win_ready;", f"    wire [{win_w - 1}:0] win_data;",
-            f"    wire acc_valid, acc_ready;", f"    wire [{g.n_filt * acc.bits - 1}:0] acc_data;"]
+    body = ["    wire win_valid, win_ready;", f"    wire [{win_w - 1}:0] win_data;",
+            "    wire acc_valid, acc_ready;", f"    wire [{g.n_filt * acc.bits - 1}:0] acc_data;"]
     body += _inst("af_window", {"H": g.in_height, "W": g.in_width, "C": g.n_chan, "B": xb, "K": g.filt_height,
                                 "STRIDE": g.stride, "PAD_T": g.pad_top, "PAD_B": g.pad_bottom, "PAD_L": g.pad_left,
                                 "PAD_R": g.pad_right}, "u_window",
@@ -446,7 +441,6 @@ def _top(design: Design) -> str:
     cnt_w = [_count_bits(s.depth) for s in s_list]
     cnt_total = sum(cnt_w)
     n = len(s_list)
-    in_spec, out_spec = net.tensors[net.input], net.output_spec
     from flow.driver.packing import input_layout, output_layout
 
     lin, lout = input_layout(net, WORD_BITS), output_layout(net, WORD_BITS)
