@@ -199,7 +199,7 @@ def cosim(build_dir, data, n_images: int, *, seed: int = 0, backpressure: float 
            "images_per_s_100mhz": round(100e6 / iv, 2) if iv else None,
            "estimate_interval_cycles": man.get("estimate_interval_cycles"),
            "fifo_high_water": stats["high_water"], "fifo_declared_depths": declared,
-           "verilator_build_s": round(build_s, 2), "simulation_s": round(run_s, 3),
+           "verilator_build_s": round(build_s, 2), "verilator_build_cached": build_s == 0.0, "simulation_s": round(run_s, 3),
            "simulated_images_per_s": round(n_images / run_s, 2) if run_s > 0 else None,
            "total_cycles": int(stats["cycles"]), "seed": seed, "backpressure": backpressure, "gap": gap}
     _write_json(rtl_dir / COSIM_JSON, res)
@@ -230,6 +230,6 @@ def _merge_report(build_dir: Path, res: dict) -> None:
     rep = json.loads(p.read_text()) if p.is_file() else {}
     keep = ("source", "images", "mismatches", "latency_cycles", "interval_cycles", "interval_cycles_max",
             "images_per_s", "images_per_s_100mhz", "clock_mhz", "estimate_interval_cycles", "fifo_high_water",
-            "fifo_declared_depths", "verilator_build_s", "simulated_images_per_s")
+            "fifo_declared_depths", "verilator_build_s", "verilator_build_cached", "simulated_images_per_s")
     rep["verilator"] = {k: res[k] for k in keep}
     _write_json(p, rep)
