@@ -385,3 +385,13 @@ def test_yosys_netlist_of_sad_chain_is_bit_exact(tmp_path):
     r2 = simulate("chain", {}, {"s": x.reshape(-1, c)}, {"m": cout}, tmp_path / "net", sources=[net],
                   in_bits={"s": xb}, out_bits={"m": acc_bits}, n_out={"m": len(want)}, p_gap=0.2, p_stall=0.3)
     np.testing.assert_array_equal(r2.outputs["m"], want)
+
+
+@pytest.mark.parametrize("module", ["af_sad_array", "af_mac_array"])
+def test_illegal_rf_stops_elaboration_naming_it(module):
+    """RF = 4 does not divide N_IN = 9: no fixed lane wiring, so elaboration stops with the reason."""
+    if shutil.which("verilator") is None:
+        pytest.skip("verilator not on PATH (needed to lint the RTL)")
+    with pytest.raises(RuntimeError, match="RF_must_divide_N_IN"):
+        rtl_sim.lint(module, {"N_IN": 9, "RF": 4})
+    rtl_sim.lint(module, {"N_IN": 9, "RF": 3})
