@@ -35,6 +35,14 @@ module af_mac_array #(
     localparam integer M = N_IN / RF;
     localparam integer RW = (RF > 1) ? $clog2(RF) : 1;
 
+    // An RF that does not divide N_IN has no fixed lane-to-tap wiring (schedule.legal_reuse_factors):
+    // stop elaboration with a message naming it (an undefined module is an error in every tool here).
+    generate
+        if (RF < 1 || N_IN % RF != 0) begin : g_bad_rf
+            ERROR_af_lane_array_RF_must_divide_N_IN bad_rf ();
+        end
+    endgenerate
+
     // ---- control (as af_sad_array) ----------------------------------------------------------------------
     reg              busy, m_valid_r;
     reg [RW-1:0]     r;

@@ -57,6 +57,14 @@ module af_sad_array #(
     localparam integer PW0 = XB + GMB + 2;
     localparam integer PW = (PW0 > (1 << GSB) + 2) ? PW0 : (1 << GSB) + 2;
 
+    // An RF that does not divide N_IN has no fixed lane-to-tap wiring (schedule.legal_reuse_factors):
+    // stop elaboration with a message naming it (an undefined module is an error in every tool here).
+    generate
+        if (RF < 1 || N_IN % RF != 0) begin : g_bad_rf
+            ERROR_af_lane_array_RF_must_divide_N_IN bad_rf ();
+        end
+    endgenerate
+
     // ---- control ---------------------------------------------------------------------------------------
     reg              busy, m_valid_r;
     reg [RW-1:0]     r;
