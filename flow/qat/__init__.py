@@ -42,6 +42,33 @@ def custom_objects() -> dict:
     return objs
 
 
+def print_qstats(model) -> None:
+    """qkeras `print_qstats` of a QAT model. qkeras recognises quantizers by class name, so ours are
+    shown for the call as the qkeras quantizer of the same width and sign (`quantized_bits` /
+    `quantized_relu`); the adder layers are no multiplier layers, qkeras does not count them."""
+    from qkeras import QActivation, QConv2D, QDense
+    from qkeras import print_qstats as _print
+    from qkeras.quantizers import quantized_bits, quantized_relu
+
+    from flow.qat.quantizers import ActQuantizer, QUANTIZERS
+
+    swapped = []
+    for layer in model.layers:
+        if not isinstance(layer, (QActivation, QConv2D, QDense)):
+            continue
+        for attr in ("kernel_quantizer_internal", "quantizer"):
+            q = getattr(layer, attr, None)
+            if type(q).__name__ in QUANTIZERS and isinstance(q, tuple(QUANTIZERS.values())):
+                swapped.append((layer, attr, q))
+                view = quantized_relu(q.bits, 0) if isinstance(q, ActQuantizer) else quantized_bits(q.bits, 0, 1)
+                setattr(layer, attr, view)
+    try:
+        _print(model)
+    finally:
+        for layer, attr, q in swapped:
+            setattr(layer, attr, q)
+
+
 def golden_accuracy(qnet, images_uint8, labels) -> float:
     """Top-1 accuracy of the integer golden model (`flow.golden`) on uint8 images."""
     from flow import golden
@@ -52,4 +79,4 @@ def golden_accuracy(qnet, images_uint8, labels) -> float:
     return float(np.mean(golden.predict_int(qnet, x).argmax(axis=1) == y))
 
 
-__all__ = ["init_model", "export_qnet", "custom_objects", "golden_accuracy"]
+__all__ = ["init_model", "export_qnet", "custom_objects", "golden_accuracy", "print_qstats"]

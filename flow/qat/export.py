@@ -107,15 +107,12 @@ def export_qnet(model) -> QNet:
             kq, iq = layer.get_quantizers()
             if kq is None or iq is None:
                 raise AdderFlowError(f"layer {layer.name}: an exported adder layer needs kernel and input quantizers")
-    widths = set(bits.values())
-    if len(widths) > 1:
-        raise AdderFlowError(f"model {model.name}: activations of different widths {sorted(widths)} cannot be "
-                             "exported yet")
+    vals = list(bits.values())
     graph = from_keras(plain, preprocess=pre)
     first, last = _linear_bits(model, graph)
-    cfg = QuantConfig(bits=widths.pop() if widths else 8, method="redistribution+", alpha=1.0, range_clamp=True,
+    cfg = QuantConfig(bits=max(set(vals), key=vals.count) if vals else 8, method="redistribution+", alpha=1.0, range_clamp=True,
                       bias_correction=False, bits_first=first, bits_last=last, input_bits=inq.bits,
-                      output_bits=outq.bits)
+                      output_bits=outq.bits, extra={"tensor_bits": bits})
     for fo in graph.ops:
         if fo.kind == "adder2d":
             layer = model.get_layer(fo.name)

@@ -164,8 +164,11 @@ def _linear_steps(kernel32: np.ndarray, bits: int) -> np.ndarray:
 def _adder_kernel(wq: np.ndarray, step: float, alpha: float) -> np.ndarray:
     """float32 kernel on the grid, never above alpha (float32 rounding up would be a range-clamp excess)."""
     k = (wq.astype(np.float64) * step).astype(np.float32)
-    top = np.nextafter(np.float32(alpha), np.float32(0))
-    return np.where(k > alpha, top, k).astype(np.float32)
+    top = np.float32(alpha)
+    while float(top) > alpha:
+        top = np.nextafter(top, np.float32(0))
+    # compare in float64: numpy would round a Python float to float32 against a float32 array
+    return np.where(k.astype(np.float64) > alpha, top, k).astype(np.float32)
 
 
 def _bn_weights(mult_row, bias, shift, out_scale, lsb, coeff):
