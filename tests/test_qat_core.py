@@ -278,6 +278,21 @@ def test_resnet20_init_from_random_ptq_exports_the_same_integers(random_ptq, tmp
     assert rep[stem][0] <= 0.01 and rep[c1][0] <= 0.01
 
 
+def test_resnet20_init_with_calibration_images_gives_bn_the_input_statistics(random_ptq):
+    """Training-mode BN normalises with batch statistics: with the calibration images the BNs get the
+    statistics of their inputs, so the training-mode forward starts where the PTQ solution is."""
+    net, x = random_ptq
+    plain, calibrated = init_model(net, None), init_model(net, None, x)
+    bn = calibrated.get_layer("layer1_0_bn1")
+    assert np.all(bn.moving_mean.numpy() < 0)            # y = -sum|x - w|: its statistics, not 0 / 1
+    xf = x[:8].astype(np.float32)
+    ref = plain(xf, training=False).numpy()
+    assert np.allclose(calibrated(xf, training=False).numpy(), ref, atol=1e-6 + 1e-5 * np.abs(ref).max())
+    _assert_same_integers(net, export_qnet(calibrated))
+    train = calibrated(xf, training=True).numpy()
+    assert np.abs(train - ref).max() < np.abs(plain(xf, training=True).numpy() - ref).max()
+
+
 def test_resnet20_per_layer_bits(random_ptq):
     net, x = random_ptq
     model = init_model(net, {"*": 3, "layer3_2_conv2": 2, "layer1_0_conv1": 4, "layer1_0_conv2": 4})
@@ -316,6 +331,8 @@ def test_resnet20_official_checkpoint_init_export_round_trip(resnet20_ckpt, cifa
     net = quantize("resnet20", resnet20_ckpt, calib, bits=4)
     model = init_model(resnet20_ckpt, 4, calib)
     _assert_same_integers(net, export_qnet(model))
+    # latent weights are the checkpoint's (outside [0, alpha] too), so training starts from its gradients
+    assert model.get_layer("layer3_2_conv2").kernel.numpy().min() < 0
     x, y = te["x"][:200], te["y"][:200]
     fake = model.predict(x.astype(np.float32), batch_size=100, verbose=0)
     gold = golden.predict_int(net, x)
