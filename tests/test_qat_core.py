@@ -216,6 +216,28 @@ def test_tiny_net_export_golden_equals_fake_quant():
     assert 0.0 <= golden_accuracy(net, x[64:], y[64:]) <= 1.0
 
 
+def test_tiny_net_export_runs_the_integer_keras_model_and_the_hls_build_unchanged(tmp_path):
+    from flow.hls.build import AdderBuild
+    from flow.qat import integer_keras_model
+    from flow.qlayers import intermediate_model, qnet_to_keras
+
+    model = tiny_net()
+    x, _ = tiny_data(64)
+    model(x.astype(np.float32), training=True)
+    net = export_qnet(model)
+    xq = net.quantize_input(x[:6])
+    want = golden.run(net, xq, keep_all=True)
+    got = intermediate_model(qnet_to_keras(net), net)(xq.astype(np.float32))
+    for t, v in got.items():
+        assert np.array_equal(v.numpy(), want[t]), t
+    assert np.array_equal(integer_keras_model(model)(xq.astype(np.float32)).numpy(), want[net.output])
+    b = AdderBuild(net, tmp_path / "b", board="pynq-z2")
+    b.choose_design(reuse=2)
+    b.write()
+    assert b.compile() > 0
+    assert np.array_equal(b.predict(xq, workers=1), want[net.output].reshape(6, -1))   # g++ csim == golden
+
+
 def test_tiny_net_saves_loads_and_prints_qstats(tmp_path, capsys):
     from flow.qat import print_qstats
 

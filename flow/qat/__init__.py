@@ -5,6 +5,7 @@ command and users' scripts use.
     export_qnet(model) -> flow.qnet.QNet
     custom_objects() -> dict                      # for tf.keras.models.load_model
     golden_accuracy(qnet, images_uint8, labels) -> float
+    integer_keras_model(model) -> tf.keras.Model   # flow.qlayers realisation, what the hls4ml backend converts
 
 See `flow.qat.model.init_model` for what the model takes as input.
 """
@@ -26,6 +27,12 @@ def export_qnet(model):
     from flow.qat.export import export_qnet as _export
 
     return _export(model)
+
+
+def integer_keras_model(model):
+    from flow.qat.export import integer_keras_model as _int
+
+    return _int(model)
 
 
 def custom_objects() -> dict:
@@ -79,4 +86,4 @@ def golden_accuracy(qnet, images_uint8, labels) -> float:
     return float(np.mean(golden.predict_int(qnet, x).argmax(axis=1) == y))
 
 
-__all__ = ["init_model", "export_qnet", "custom_objects", "golden_accuracy", "print_qstats"]
+__all__ = ["init_model", "export_qnet", "custom_objects", "golden_accuracy", "print_qstats", "integer_keras_model"]

@@ -145,3 +145,12 @@ def _linear_bits(model, graph) -> tuple[int, int]:
         raise AdderFlowError(f"model {model.name}: conv/dense layers other than the first and the classifier are "
                              "not supported by the export")
     return first, last
+
+
+def integer_keras_model(model):
+    """The bit-exact integer Keras model (`flow.qlayers`) of a QAT model's export: what
+    `hls4ml.converters.convert_from_keras_model(..., backend='AdderVitis')` converts. (The backend's
+    converter does not take the QAT model itself: its handlers are for the integer Q* layers.)"""
+    from flow.qlayers import qnet_to_keras
+
+    return qnet_to_keras(export_qnet(model))
