@@ -257,6 +257,13 @@ def test_tiny_net_saves_loads_and_prints_qstats(tmp_path, capsys):
     assert isinstance(model.get_layer("conv1").kernel_quantizer_internal, ChannelKernelQuantizer)   # restored
 
 
+def test_export_rejects_a_model_that_is_not_quantization_aware():
+    from flow.models import build_model
+
+    with pytest.raises(AdderFlowError, match="no QATInput layer"):
+        export_qnet(build_model("adder_small"))
+
+
 def test_export_rejects_a_kernel_grid_off_its_input_grid():
     model = tiny_net()
     layer = model.get_layer("adder1")
