@@ -1,12 +1,13 @@
 """The quantization-aware ResNet-20: built on `flow.models`' topology with QAT layers, initialised from
 a PTQ solution (the official checkpoint quantized with `adderflow quantize` defaults, or a QNet folder).
 
-Initialisation from a QNet reproduces it: float weights = integer weights x their step, activation
-ranges = the QNet tensors' ranges, and each requant becomes the BatchNorm(s) in front of it with
-mean 0 and variance 1 - eps (so 1/sqrt(var + eps) = 1), gamma = mult / 2^shift x out_scale / lsb of the
-input and beta = bias / 2^shift x out_scale: the float affine the integer requant realises. BN layers
-compute in float64 so that exporting the untrained model gives back the same multipliers (24-bit
-integers do not survive a float32 gamma).
+Initialisation from a QNet reproduces it: latent weights = the checkpoint's float weights (from a .pth)
+or integer weights x their step (from a QNet folder), activation ranges = the QNet tensors' ranges, and
+each requant becomes the BatchNorm(s) in front of it realising the float affine a*y + b of the integer
+requant (a = mult / 2^shift x out_scale / lsb of the input, b = bias / 2^shift x out_scale less the
+range-clamp excess the float kernel already carries), with the moving statistics of its input measured
+on calibration images (`_bn_weights`). BN layers compute in float64 so that exporting the untrained
+model gives back the same multipliers (24-bit integers do not survive a float32 gamma).
 """
 
 from __future__ import annotations
@@ -344,6 +345,13 @@ def init_model(init, bits=4, calib_images_uint8=None, **quant_options):
     255, normalises with the CIFAR-10 mean/std and quantizes to int8 exactly as the QNet does. It outputs
     logits (no softmax): train with SparseCategoricalCrossentropy(from_logits=True). At initialisation its
     inference forward is the PTQ QNet's (same integers); `export_qnet(model)` gives the trained QNet.
+
+    Call it with training=True for gradients (model.fit does): the inference forward (training falsy,
+    model.predict / evaluate) is computed from the integer SADs, equals the golden model's integers and
+    carries no gradient. The adder kernels' gradients are rescaled per layer to an RMS of eta (AdderNet)
+    whatever the loss, so each adder weight moves by about lr * eta per SGD step: fine-tuning wants a
+    small lr (measured: 5 SGD steps at lr 0.005, momentum 0.9, batch 64 take the train-mode loss of the
+    official W4 init from 0.060 to 0.010).
     """
     if isinstance(init, QNet):
         return resnet20_from_qnet(init, bits, calib_images_uint8)
