@@ -110,7 +110,11 @@ module af_sad_array #(
     wire [COUT*M*WB-1:0] wrow = rom[r];
 
     // ---- taps of this cycle, rescaled once per group -----------------------------------------------------
+    // Waiver (UNUSED): a QNet may have a group that no filter uses; its rescaled taps are then unread
+    // (synthesis removes them), which is not a wiring error.
+    /* verilator lint_off UNUSED */
     wire [G*M*XB-1:0] a;          // group g, lane m: bits [(g*M+m+1)*XB-1 : (g*M+m)*XB]
+    /* verilator lint_on UNUSED */
     genvar g, m, f, l, i;
     generate
         for (m = 0; m < M; m = m + 1) begin : g_tap

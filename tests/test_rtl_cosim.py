@@ -171,7 +171,7 @@ def test_generated_top_and_layers_lint_clean(tmp_path):
     man = write_rtl(net, tmp_path, {"conv1": 3, "b0_adder1": 3, "b0_down": 2, "fc": 3}, shift_add=True)
     r = subprocess.run(["verilator", "--lint-only", "-Wall", "--top-module", man["top"], *man["files"]], cwd=tmp_path,
                        capture_output=True, text=True)
-    # the generated files only: the library modules have their own lint tests (tests/test_rtl_window.py,
-    # tests/test_rtl_tail.py); a warning inside them is theirs to fix
-    generated = [ln for ln in r.stderr.splitlines() if ln.startswith("%") and ("layer_" in ln or "af_top.v" in ln)]
-    assert generated == [], "\n".join(generated)
+    # the whole design, library modules with the parameters this net gives them included (seed 3 has a
+    # group no filter uses: the SAD array must not warn about its unread taps)
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("%")]
+    assert r.returncode == 0 and warnings == [], "\n".join(warnings)
