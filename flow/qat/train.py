@@ -1,0 +1,332 @@
+"""Quantization-aware fine-tuning of a Keras model: the AdderNet recipe of `flow.train`, resumable.
+
+The optimisation is the one of `flow.train` (SGD momentum 0.9, coupled L2 weight decay added to the
+gradients before momentum, cosine learning rate to 0 over all steps, crop+flip for 32x32 RGB); the
+adaptive eta of adder kernels lives in the layers themselves (`flow.layers.adder.scale_kernel_gradient`).
+What QAT adds:
+
+- model selection on a validation split of the TRAINING data (`val_split`, default 5%, drawn with a fixed
+  seed): the best validation epoch is exported. The test set is never read here;
+- a checkpoint after every epoch in OUT/checkpoints/epoch_NNN/ (weights, optimizer slots and iteration
+  counter, numpy RNG state, the data-order cursor, history), written to a temporary folder and renamed, so
+  that `resume=True` continues from the last complete epoch with the same batches and learning rates as an
+  uninterrupted run;
+- `steps_per_epoch` for budgeted runs (an epoch is then that many batches; the data order is one stream of
+  permutations across epochs, so every image is seen before any is repeated);
+- at the end the best model goes through `export(model)` (flow.qat.export_qnet) to OUT/qnet/ and the
+  per-epoch history to OUT/summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from flow.errors import AdderFlowError
+
+CHECKPOINTS = "checkpoints"
+QNET_DIR = "qnet"
+SUMMARY = "summary.json"
+BEST_WEIGHTS = "best.npz"
+_STATE = "state.json"          # written last into an epoch folder: an epoch folder without it is ignored
+_ARRAYS = "arrays.npz"
+# the validation split is drawn with its own fixed seed, so that runs with different training seeds (and a
+# resumed run) select on the same images
+VAL_SPLIT_SEED = 12345
+DEFAULT_VAL_SPLIT = 0.05
+# settings a resumed run must share with the run that wrote the checkpoints (else it is another run)
+_RESUME_KEYS = ("data", "epochs", "batch_size", "lr", "momentum", "weight_decay", "val_split", "steps_per_epoch",
+                "limit", "seed", "augment")
+
+
+@dataclass
+class QATConfig:
+    data: str
+    epochs: int = 1
+    batch_size: int = 64
+    lr: float = 0.01            # fine-tuning from a trained solution: a tenth of the from-scratch 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    val_split: float = DEFAULT_VAL_SPLIT
+    steps_per_epoch: int | None = None   # None: one pass over the training part
+    limit: int | None = None             # first N samples of the data (before the validation split)
+    seed: int = 0
+    augment: bool | None = None          # None: crop+flip for 32x32x3 images only
+    eval_batch_size: int = 200
+    extra: dict = field(default_factory=dict)   # what built the model (init, bits): recorded, and checked on resume
+
+    def check(self) -> None:
+        """Every value, one line each, before anything is loaded or written."""
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise AdderFlowError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch <= 0:
+            raise AdderFlowError(f"--steps-per-epoch must be positive, got {self.steps_per_epoch}")
+        if self.limit is not None and self.limit <= 0:
+            raise AdderFlowError(f"--limit must be positive, got {self.limit}")
+        if not self.lr > 0:
+            raise AdderFlowError(f"--lr must be positive, got {self.lr}")
+        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise AdderFlowError(f"--weight-decay must be >= 0 and momentum in [0, 1), got {self.weight_decay}, "
+                                 f"{self.momentum}")
+        if not 0 < self.val_split < 1:
+            raise AdderFlowError(f"--val-split must be a fraction in (0, 1), got {self.val_split}")
+
+
+def split_train_val(n: int, val_split: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices) of n training samples: a fixed-seed draw, both sorted."""
+    n_val = int(round(n * val_split))
+    if n_val < 1 or n_val >= n:
+        raise AdderFlowError(f"--val-split {val_split} of {n} training samples leaves {n_val} for validation "
+                             f"and {n - n_val} for training; both need at least one")
+    order = np.random.default_rng(VAL_SPLIT_SEED).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def load_split(cfg: QATConfig):
+    """(x_train, y_train, x_val, y_val) from the training split of `cfg.data` only."""
+    from flow.data import load_dataset
+
+    x, y = load_dataset(cfg.data, split="train", limit=cfg.limit)
+    tr, va = split_train_val(len(x), cfg.val_split)
+    return x[tr], y[tr], x[va], y[va]
+
+
+def default_preprocess(x_uint8: np.ndarray) -> np.ndarray:
+    """The float recipe of flow.data (x/255, CIFAR mean/std for 3 channels)."""
+    from flow.data import dataset_kind, preprocess
+
+    return preprocess(x_uint8, dataset_kind(x_uint8))
+
+
+def latest_checkpoint(out) -> Path | None:
+    """The last complete epoch folder under OUT/checkpoints, or None."""
+    d = Path(out) / CHECKPOINTS
+    if not d.is_dir():
+        return None
+    done = sorted(p for p in d.glob("epoch_*") if (p / _STATE).is_file())
+    return done[-1] if done else None
+
+
+def checkpoint_config(out) -> dict | None:
+    """The configuration recorded in the last checkpoint (what a resume must match), or None."""
+    last = latest_checkpoint(out)
+    if last is None:
+        return None
+    return json.loads((last / _STATE).read_text())["config"]
+
+
+class _Stream:
+    """Batches as one stream of permutations: an epoch of `steps` batches continues where the last stopped."""
+
+    def __init__(self, n: int, batch: int, rng: np.random.Generator):
+        self.n, self.batch, self.rng = n, batch, rng
+        self.order = rng.permutation(n)
+        self.pos = 0
+
+    def next(self) -> np.ndarray:
+        take = []
+        need = self.batch
+        while need:
+            if self.pos == self.n:
+                self.order, self.pos = self.rng.permutation(self.n), 0
+            chunk = self.order[self.pos:self.pos + need]
+            self.pos += len(chunk)
+            need -= len(chunk)
+            take.append(chunk)
+        return np.concatenate(take)
+
+
+def _atomic_savez(path: Path, arrays: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def _accuracy(model, x_uint8, y, preprocess, batch) -> float:
+    correct = 0
+    for i in range(0, len(x_uint8), batch):
+        logits = np.asarray(model(preprocess(x_uint8[i:i + batch]), training=False))
+        correct += int((logits.argmax(1) == y[i:i + batch]).sum())
+    return correct / len(y)
+
+
+def train_qat(model, cfg: QATConfig, out, preprocess=None, export=None, resume: bool = False,
+              progress: bool = True, log: bool = True, on_epoch_end=None) -> dict:
+    """Fine-tune `model` (a Keras model, fake-quant forward) on the training part of `cfg.data`.
+
+    out:        the run folder (created; checkpoints/, then qnet/ and summary.json at the end). The caller
+                checks it first (flow.commands.train refuses an existing one without --force/--resume).
+    preprocess: uint8 NHWC images -> what the model takes (default: the float recipe of flow.data).
+    export:     model -> flow.qnet.QNet (flow.qat.export_qnet); None writes no qnet/.
+    resume:     continue from the last checkpoint in out/checkpoints (same steps, learning rates, batches).
+    on_epoch_end(epoch, record): called after each epoch's checkpoint is on disk (tests interrupt here).
+    Returns the summary (also written to out/summary.json).
+    """
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from flow.data import dataset_kind
+    from flow.train import augment_crop_flip
+
+    cfg.check()
+    out = Path(out)
+    preprocess = preprocess or default_preprocess
+    x_train, y_train, x_val, y_val = load_split(cfg)
+    augment = cfg.augment if cfg.augment is not None else (
+        dataset_kind(x_train) == "cifar10" and x_train.shape[1:3] == (32, 32))
+    steps = cfg.steps_per_epoch or math.ceil(len(x_train) / cfg.batch_size)
+    total_steps = cfg.epochs * steps
+    config = asdict(cfg)
+    config["augment"] = bool(augment)
+
+    tf.keras.utils.set_random_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    stream = _Stream(len(x_train), cfg.batch_size, rng)
+    schedule = tf.keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=total_steps, alpha=0.0)
+    optimizer = tf.keras.optimizers.SGD(learning_rate=schedule, momentum=cfg.momentum)
+    variables = model.trainable_variables
+    optimizer.build(variables)      # slots exist now: a checkpoint restores them by position
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    wd = tf.constant(cfg.weight_decay, tf.float32)
+
+    history: list = []
+    best = {"epoch": None, "val_accuracy": -1.0}
+    start_epoch = 0
+    ckpt_dir = out / CHECKPOINTS
+    if resume:
+        last = latest_checkpoint(out)
+        if last is None:
+            raise AdderFlowError(f"--resume: no checkpoint in {ckpt_dir} (nothing to resume)")
+        state = json.loads((last / _STATE).read_text())
+        _check_same_run(state["config"], config, last)
+        with np.load(last / _ARRAYS) as f:
+            weights = [f[f"w{i}"] for i in range(int(f["n_weights"]))]
+            slots = [f[f"o{i}"] for i in range(int(f["n_slots"]))]
+            stream.order, stream.pos = f["order"], int(f["pos"])
+        _set_weights(model, weights, last)
+        if len(slots) != len(optimizer.variables):
+            raise AdderFlowError(f"{last}: {len(slots)} optimizer variables saved, the model has "
+                                 f"{len(optimizer.variables)}")
+        for v, a in zip(optimizer.variables, slots):
+            v.assign(a)
+        rng.bit_generator.state = state["rng"]
+        history, best, start_epoch = state["history"], state["best"], state["epoch"]
+        if log:
+            print(f"resuming after epoch {start_epoch}/{cfg.epochs} from {last}", flush=True)
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            logits = model(xb, training=True)
+            loss = loss_fn(yb, logits)
+        grads = tape.gradient(loss, variables)
+        grads = [g + wd * v for g, v in zip(grads, variables)]
+        optimizer.apply_gradients(zip(grads, variables))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int64), yb), tf.int32))
+        return loss, correct
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    for epoch in range(start_epoch, cfg.epochs):
+        tf.random.set_seed(cfg.seed * 1000 + epoch)  # TF-side randomness (if a layer has any) restarts per epoch
+        t0 = time.perf_counter()
+        seen = correct_sum = 0
+        loss_sum = 0.0
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", disable=not progress,
+                   leave=False)
+        for _ in bar:
+            idx = stream.next()
+            xb = x_train[idx]
+            if augment:
+                xb = augment_crop_flip(xb, rng)
+            loss, correct = step(tf.constant(preprocess(xb)), tf.constant(y_train[idx]))
+            seen += len(idx)
+            correct_sum += int(correct)
+            loss_sum += float(loss) * len(idx)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct_sum / seen:.3f}")
+        bar.close()
+        train_seconds = time.perf_counter() - t0
+        val_acc = _accuracy(model, x_val, y_val, preprocess, cfg.eval_batch_size)
+        record = {"epoch": epoch + 1, "steps": steps, "loss": loss_sum / seen, "train_accuracy": correct_sum / seen,
+                  "val_accuracy": val_acc, "lr_end": float(schedule((epoch + 1) * steps)),
+                  "seconds": round(time.perf_counter() - t0, 2), "train_seconds": round(train_seconds, 2)}
+        history.append(record)
+        if val_acc > best["val_accuracy"]:
+            best = {"epoch": epoch + 1, "val_accuracy": val_acc}
+            _atomic_savez(ckpt_dir / BEST_WEIGHTS, {f"w{i}": w for i, w in enumerate(model.get_weights())})
+        _save_checkpoint(ckpt_dir, epoch + 1, model, optimizer, stream, rng, config, history, best)
+        if log:
+            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}  train acc {record['train_accuracy']:.4f}"
+                  f"  val acc {val_acc:.4f}  ({record['seconds']:.1f} s)", flush=True)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, record)
+
+    with np.load(ckpt_dir / BEST_WEIGHTS) as f:
+        _set_weights(model, [f[f"w{i}"] for i in range(len(f.files))], ckpt_dir / BEST_WEIGHTS)
+    summary = {"config": config, "history": history, "best_epoch": best["epoch"],
+               "best_val_accuracy": best["val_accuracy"], "train_n": int(len(x_train)), "val_n": int(len(x_val)),
+               "val_source": f"{cfg.val_split:g} of the training split of {cfg.data} (seed {VAL_SPLIT_SEED})",
+               "steps_per_epoch": steps, "total_steps": total_steps,
+               "schedule": f"cosine from {cfg.lr} to 0 over {total_steps} steps",
+               "weight_decay_mode": "coupled L2 added to gradients before momentum (as torch SGD)",
+               "seconds_per_epoch": round(float(np.mean([h["seconds"] for h in history])), 2),
+               "seconds": round(float(sum(h["seconds"] for h in history)), 2)}
+    if export is not None:
+        qnet = export(model)
+        summary["qnet"] = QNET_DIR
+        _replace_dir(out / QNET_DIR, lambda tmp: qnet.save(tmp))
+    tmp = out / f".{SUMMARY}.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, out / SUMMARY)
+    return summary
+
+
+def _check_same_run(saved: dict, now: dict, where: Path) -> None:
+    for k in _RESUME_KEYS + ("extra",):
+        if saved.get(k) != now.get(k):
+            raise AdderFlowError(f"--resume: {where} was written with {k}={saved.get(k)!r}, this run has "
+                                 f"{now.get(k)!r} (resume with the same settings, or start over with --force)")
+
+
+def _set_weights(model, weights, source) -> None:
+    try:
+        model.set_weights(weights)
+    except ValueError as exc:
+        raise AdderFlowError(f"{source}: weights do not fit the model ({str(exc).splitlines()[0][:160]})") from None
+
+
+def _save_checkpoint(ckpt_dir: Path, epoch: int, model, optimizer, stream, rng, config, history, best) -> None:
+    final = ckpt_dir / f"epoch_{epoch:03d}"
+    tmp = ckpt_dir / f".epoch_{epoch:03d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"o{i}": v.numpy() for i, v in enumerate(optimizer.variables)})
+    arrays.update(n_weights=len(model.get_weights()), n_slots=len(optimizer.variables), order=stream.order,
+                  pos=stream.pos)
+    with open(tmp / _ARRAYS, "wb") as fh:
+        np.savez(fh, **arrays)
+    state = {"epoch": epoch, "config": config, "history": history, "best": best, "rng": rng.bit_generator.state}
+    (tmp / _STATE).write_text(json.dumps(state, indent=1, default=int) + "\n")
+    shutil.rmtree(final, ignore_errors=True)   # only a half-written folder of this epoch can be here
+    os.rename(tmp, final)
+
+
+def _replace_dir(target: Path, write) -> None:
+    """write(tmp) into a sibling folder, then swap it in for `target`."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    write(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    os.rename(tmp, target)
