@@ -160,14 +160,19 @@ def _accuracy(model, x_uint8, y, preprocess, batch) -> float:
     return correct / len(y)
 
 
-def train_qat(model, cfg: QATConfig, out, preprocess=None, export=None, resume: bool = False,
+def train_qat(model, cfg: QATConfig, out, preprocess=None, export=None, golden=None, resume: bool = False,
+              force: bool = False,
               progress: bool = True, log: bool = True, on_epoch_end=None) -> dict:
     """Fine-tune `model` (a Keras model, fake-quant forward) on the training part of `cfg.data`.
 
-    out:        the run folder (created; checkpoints/, then qnet/ and summary.json at the end). The caller
-                checks it first (flow.commands.train refuses an existing one without --force/--resume).
+    out:        the run folder: checkpoints/ while training, then qnet/, summary.json and the completion
+                marker of flow.outputs. It is the working folder a resume needs, so it is written in place;
+                an existing non-empty one is refused unless `resume` or `force` (then it is removed, but only
+                once the data and the model are ready).
     preprocess: uint8 NHWC images -> what the model takes (default: the float recipe of flow.data).
     export:     model -> flow.qnet.QNet (flow.qat.export_qnet); None writes no qnet/.
+    golden:     (qnet, images_uint8, labels) -> accuracy (flow.qat.golden_accuracy): the exported QNet is
+                scored on the validation split too, which shows that the export kept what was selected.
     resume:     continue from the last checkpoint in out/checkpoints (same steps, learning rates, batches).
     on_epoch_end(epoch, record): called after each epoch's checkpoint is on disk (tests interrupt here).
     Returns the summary (also written to out/summary.json).
@@ -180,6 +185,7 @@ def train_qat(model, cfg: QATConfig, out, preprocess=None, export=None, resume: 
 
     cfg.check()
     out = Path(out)
+    check_run_folder(out, resume, force)
     preprocess = preprocess or default_preprocess
     x_train, y_train, x_val, y_val = load_split(cfg)
     augment = cfg.augment if cfg.augment is not None else (
@@ -203,12 +209,12 @@ def train_qat(model, cfg: QATConfig, out, preprocess=None, export=None, resume: 
     best = {"epoch": None, "val_accuracy": -1.0}
     start_epoch = 0
     ckpt_dir = out / CHECKPOINTS
+    if not resume and out.exists():
+        shutil.rmtree(out)      # checked above: empty, or --force
     if resume:
         last = latest_checkpoint(out)
-        if last is None:
-            raise AdderFlowError(f"--resume: no checkpoint in {ckpt_dir} (nothing to resume)")
         state = json.loads((last / _STATE).read_text())
-        _check_same_run(state["config"], config, last)
+        check_same_run(state["config"], config, last)
         with np.load(last / _ARRAYS) as f:
             weights = [f[f"w{i}"] for i in range(int(f["n_weights"]))]
             slots = [f[f"o{i}"] for i in range(int(f["n_slots"]))]
@@ -283,14 +289,51 @@ def train_qat(model, cfg: QATConfig, out, preprocess=None, export=None, resume: 
     if export is not None:
         qnet = export(model)
         summary["qnet"] = QNET_DIR
+        if golden is not None:
+            summary["golden_val_accuracy"] = float(golden(qnet, x_val, y_val))
         _replace_dir(out / QNET_DIR, lambda tmp: qnet.save(tmp))
     tmp = out / f".{SUMMARY}.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     os.replace(tmp, out / SUMMARY)
+    from flow.outputs import write_marker
+
+    write_marker(out)
     return summary
 
 
-def _check_same_run(saved: dict, now: dict, where: Path) -> None:
+def check_run_folder(out: Path, resume: bool, force: bool) -> None:
+    """The run folder may be new/empty, or resumed (it has a checkpoint and is not finished), or replaced
+    with force; anything else is one line, before anything is loaded or written."""
+    from flow.outputs import MARKER
+
+    out = Path(out)
+    if resume and force:
+        raise AdderFlowError("--resume and --force contradict each other (continue the run, or replace it)")
+    if out.exists() and not out.is_dir():
+        raise AdderFlowError(f"--out {out} is a file, but the QAT run folder is a directory")
+    if resume:
+        if latest_checkpoint(out) is None:
+            raise AdderFlowError(f"--resume: no checkpoint in {out / CHECKPOINTS} (nothing to resume)")
+        if (out / MARKER).is_file():
+            raise AdderFlowError(f"--resume: the run in {out} is complete already (pass --force to train it again)")
+    elif out.exists() and any(out.iterdir()) and not force:
+        hint = " or --resume to continue it" if latest_checkpoint(out) is not None else ""
+        raise AdderFlowError(f"--out {out} exists and is not empty; pass --force to replace it{hint}")
+
+
+def check_resume(out, cfg: QATConfig) -> None:
+    """Before the (long) model initialisation: the last checkpoint was written by a run with these settings."""
+    last = latest_checkpoint(out)
+    if last is not None:
+        now = asdict(cfg)
+        saved = dict(json.loads((last / _STATE).read_text())["config"])
+        if now["augment"] is None:      # resolved from the data in train_qat; compared there
+            saved["augment"] = None
+        check_same_run(saved, now, last)
+
+
+def check_same_run(saved: dict, now: dict, where) -> None:
+    """A resume must repeat the run's settings (QATConfig fields and `extra`); one line names the first that differs."""
     for k in _RESUME_KEYS + ("extra",):
         if saved.get(k) != now.get(k):
             raise AdderFlowError(f"--resume: {where} was written with {k}={saved.get(k)!r}, this run has "
