@@ -1,0 +1,167 @@
+"""QAT fine-tuning (flow.qat.train) and `adderflow train --qat`: resume, validation split, checkpoints, errors.
+
+The loop is exercised on the small float adder net on digits (seconds); the command end to end on a tiny
+custom QAT net when flow.qat (qat-core) is there."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from flow.cli import main as cli  # noqa: E402
+from flow.qat.train import QATConfig, latest_checkpoint, split_train_val, train_qat  # noqa: E402
+
+CKPT_ARGS = dict(epochs=3, batch_size=32, steps_per_epoch=4, lr=0.05, limit=400)
+
+
+def _small_model():
+    import tensorflow as tf
+
+    from flow.models import build_model
+
+    tf.keras.utils.set_random_seed(1)   # the same initial weights for every run of a test
+    return build_model("adder_small", input_shape=(8, 8, 1))
+
+
+def _digits_npz(tmp_path, n=400):
+    from flow.data import load_dataset
+
+    x, y = load_dataset("digits", split="train")
+    path = tmp_path / "d_train.npz"
+    np.savez(path, x=x[:n], y=y[:n])
+    return path
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
+    cfg = QATConfig(data="digits", augment=True, **CKPT_ARGS)   # crop/flip: the RNG state matters too
+    whole = _small_model()
+    ref = train_qat(whole, cfg, tmp_path / "whole", progress=False, log=False)
+
+    def interrupt(epoch, record):
+        if epoch == 1:
+            raise KeyboardInterrupt   # what Ctrl-C after the first checkpoint does
+
+    cut = _small_model()
+    with pytest.raises(KeyboardInterrupt):
+        train_qat(cut, cfg, tmp_path / "cut", progress=False, log=False, on_epoch_end=interrupt)
+    assert latest_checkpoint(tmp_path / "cut").name == "epoch_001"
+    assert not (tmp_path / "cut" / "summary.json").exists()
+
+    resumed = _small_model()    # a fresh process would rebuild the model from --init like this
+    again = train_qat(resumed, cfg, tmp_path / "cut", resume=True, progress=False, log=False)
+    strip = lambda h: [{k: v for k, v in r.items() if "seconds" not in k} for r in h]  # noqa: E731
+    assert strip(again["history"]) == strip(ref["history"])
+    assert [r["lr_end"] for r in again["history"]] == [r["lr_end"] for r in ref["history"]]
+    assert again["best_epoch"] == ref["best_epoch"]
+    for a, b in zip(resumed.get_weights(), whole.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # the weights moved: equal results are not two untouched models
+    assert any(not np.array_equal(a, b) for a, b in zip(whole.get_weights(), _small_model().get_weights()))
+
+
+def test_a_checkpoint_each_epoch_and_the_summary(tmp_path):
+    out = tmp_path / "run"
+    summary = train_qat(_small_model(), QATConfig(data="digits", **CKPT_ARGS), out, progress=False, log=False)
+    names = sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("epoch_"))
+    assert names == ["epoch_001", "epoch_002", "epoch_003"]
+    for n in names:
+        state = json.loads((out / "checkpoints" / n / "state.json").read_text())
+        assert state["epoch"] == int(n[-3:]) and len(state["history"]) == state["epoch"]
+        with np.load(out / "checkpoints" / n / "arrays.npz") as f:
+            assert int(f["n_slots"]) > 1   # iteration counter + momentum slots
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["history"] == summary["history"] and len(on_disk["history"]) == 3
+    for rec in on_disk["history"]:
+        assert {"loss", "train_accuracy", "val_accuracy", "seconds", "steps"} <= set(rec)
+    assert on_disk["best_val_accuracy"] == max(r["val_accuracy"] for r in on_disk["history"])
+    assert (out / ".adderflow-complete").is_file()
+
+
+def test_validation_split_is_training_data_only(tmp_path, monkeypatch):
+    import flow.data
+
+    train_file = _digits_npz(tmp_path)
+    (tmp_path / "d_test.npz").write_bytes(b"not an npz: reading it would fail the run")
+    calls = []
+    real = flow.data.load_dataset
+
+    def spy(path, split="test", limit=None):
+        calls.append((str(path), split))
+        return real(path, split=split, limit=limit)
+
+    monkeypatch.setattr(flow.data, "load_dataset", spy)
+    summary = train_qat(_small_model(), QATConfig(data=str(train_file), epochs=1, batch_size=32, steps_per_epoch=2),
+                        tmp_path / "run", progress=False, log=False)
+    assert calls == [(str(train_file), "train")]
+    assert summary["val_n"] == 20 and summary["train_n"] == 380
+    tr, va = split_train_val(400, 0.05)
+    assert len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == 400
+    tr2, va2 = split_train_val(400, 0.05)
+    np.testing.assert_array_equal(va, va2)   # the same images on every run and every resume
+
+
+def _snapshot(root):
+    return sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*")) if root.exists() else None
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--init", "NOPE"], "--init NOPE: not found"),
+    (["--init", "CKPT", "--bits", "9"], "--bits must be an integer in 2..8, got 9"),
+    (["--init", "CKPT", "--bits-map", "layer9_0_conv1=3"], "--bits-map: no layer 'layer9_0_conv1' in the network"),
+    (["--init", "CKPT", "--bits-map", "layer1_0_conv1=1"], "--bits-map layer1_0_conv1 must be an integer in 2..8"),
+    (["--init", "CKPT", "--bits-map", "layer1_0_conv1"], "--bits-map: 'layer1_0_conv1' is not LAYER=BITS"),
+    (["--init", "CKPT", "--resume"], "--resume: no checkpoint in"),
+    (["--init", "CKPT", "--val-split", "1.5"], "--val-split must be a fraction in (0, 1), got 1.5"),
+    (["--init", "CKPT", "--model", "resnet20"], "--model: not used with --qat"),
+    ([], "--qat needs --init"),
+    (["--init", "CKPT", "--resume", "--force"], "--resume and --force contradict"),
+])
+def test_qat_argument_errors_are_one_line_and_touch_nothing(tmp_path, capsys, resnet20_ckpt, extra, message):
+    data = _digits_npz(tmp_path)
+    out = tmp_path / "out"
+    extra = [str(resnet20_ckpt) if a == "CKPT" else (str(tmp_path / a) if a == "NOPE" else a) for a in extra]
+    message = message.replace("NOPE", str(tmp_path / "NOPE"))
+    before = _snapshot(tmp_path)
+    assert cli(["train", "--qat", *extra, "--data", str(data), "--epochs", "1", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert _snapshot(tmp_path) == before
+
+
+def test_qat_refuses_an_existing_out_and_a_changed_resume(tmp_path, capsys, resnet20_ckpt):
+    data = _digits_npz(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    base = ["train", "--qat", "--init", str(resnet20_ckpt), "--data", str(data), "--epochs", "1", "--out", str(out)]
+    assert cli(base) == 1
+    assert "exists and is not empty; pass --force" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    # a run folder with a checkpoint: --resume must repeat the settings
+    run = tmp_path / "run"
+    _interrupted_run(run, data)
+    before = _snapshot(run)
+    assert cli(["train", "--qat", "--init", str(resnet20_ckpt), "--data", str(data), "--epochs", "2",
+                "--batch-size", "32", "--steps-per-epoch", "1", "--lr", "0.5", "--out", str(run), "--resume"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--resume:" in err and "lr=0.05" in err and len(err.splitlines()) == 1, err
+    assert _snapshot(run) == before
+
+
+def _interrupted_run(run, data):
+    def stop(epoch, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_qat(_small_model(), QATConfig(data=str(data), epochs=2, batch_size=32, steps_per_epoch=1, lr=0.05),
+                  run, progress=False, log=False, on_epoch_end=stop)
+
+
+def test_float_training_flags_stay_float(tmp_path, capsys):
+    assert cli(["train", "--model", "adder_small", "--data", "digits", "--epochs", "1", "--bits", "3",
+                "--out", str(tmp_path / "m.keras")]) == 1
+    assert "--bits: only with --qat" in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
