@@ -76,7 +76,7 @@ def test_a_checkpoint_each_epoch_and_the_summary(tmp_path):
     assert on_disk["history"] == summary["history"] and len(on_disk["history"]) == 3
     for rec in on_disk["history"]:
         assert {"loss", "train_accuracy", "val_accuracy", "seconds", "steps"} <= set(rec)
-    assert on_disk["best_val_accuracy"] == max(r["val_accuracy"] for r in on_disk["history"])
+    assert on_disk["best_val_accuracy"] == max([on_disk["init_val_accuracy"]] + [r["val_accuracy"] for r in on_disk["history"]])
     assert (out / ".adderflow-complete").is_file()
 
 
@@ -110,9 +110,10 @@ def _snapshot(root):
 @pytest.mark.parametrize("extra, message", [
     (["--init", "NOPE"], "--init NOPE: not found"),
     (["--init", "CKPT", "--bits", "9"], "--bits must be an integer in 2..8, got 9"),
-    (["--init", "CKPT", "--bits-map", "layer9_0_conv1=3"], "--bits-map: no layer 'layer9_0_conv1' in the network"),
+    (["--init", "CKPT", "--bits-map", "layer9_0_conv1=3"], "--bits-map: no adder layer 'layer9_0_conv1' in the network"),
     (["--init", "CKPT", "--bits-map", "layer1_0_conv1=1"], "--bits-map layer1_0_conv1 must be an integer in 2..8"),
     (["--init", "CKPT", "--bits-map", "layer1_0_conv1"], "--bits-map: 'layer1_0_conv1' is not LAYER=BITS"),
+    (["--init", "CKPT", "--bits-map", "fc=4"], "--bits-map: fc is a dense layer (it keeps 8 bits)"),
     (["--init", "CKPT", "--resume"], "--resume: no checkpoint in"),
     (["--init", "CKPT", "--val-split", "1.5"], "--val-split must be a fraction in (0, 1), got 1.5"),
     (["--init", "CKPT", "--model", "resnet20"], "--model: not used with --qat"),

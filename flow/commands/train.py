@@ -51,6 +51,9 @@ def add_arguments(parser):
     q.add_argument("--calib", help="calibration images for the PTQ start (default: the training split of --data)")
     q.add_argument("--calib-limit", type=int, default=512, help="first N calibration images (default 512, as quantize)")
     q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    q.add_argument("--freeze", metavar="LAYER,...", help="layers (fnmatch patterns) not trained, e.g. conv1,fc,*bn*")
+    q.add_argument("--bn-stats", choices=("frozen", "batch"), default="frozen",
+                   help="BatchNorm statistics while training: frozen (inference mode, default) or batch")
 
 
 def run(args) -> int:
@@ -60,7 +63,7 @@ def run(args) -> int:
     from flow.train import TrainConfig, save, summary_path, train
 
     qat_only = [f"--{n.replace('_', '-')}" for n in ("init", "bits", "bits_map", "val_split", "steps_per_epoch",
-                                                       "calib", "resume") if getattr(args, n) not in (None, False)]
+                                                       "calib", "resume", "freeze") if getattr(args, n) not in (None, False)]
     if qat_only:
         raise AdderFlowError(f"{', '.join(qat_only)}: only with --qat")
     if not args.model:
@@ -128,28 +131,33 @@ def check_bits(value, where: str) -> int:
 
 
 def parse_bits(bits, bits_map, layers: dict):
-    """--bits / --bits-map -> what flow.qat.init_model takes: one width, or {layer: bits} (the adder layers
-    at --bits, then the map's entries, which may also name the first conv and the classifier)."""
+    """--bits / --bits-map -> what flow.qat.init_model takes: one width, or {'*': --bits, adder layer: bits}.
+
+    Only adder layers take a width here: the first conv and the classifier stay at `adderflow quantize`'s
+    8 bits. A downsample adder may be named as in the QNet (layer2_0_downsample) or as the Keras layer
+    (layer2_0_downsample_0); the Keras name is passed on."""
     default = check_bits(DEFAULT_QAT_BITS if bits is None else bits, "--bits")
     if not bits_map:
         return default
-    chosen = {}
+    adders = {n: n for n, k in layers.items() if k == "adder2d"}
+    adders.update({f"{n}_0": f"{n}_0" for n in list(adders) if n.endswith("_downsample")})
+    adders.update({n: f"{n}_0" for n in list(adders) if n.endswith("_downsample")})
+    chosen = {"*": default}
     for item in bits_map.split(","):
         name, sep, value = item.strip().partition("=")
         name = name.strip()
         if not sep or not name:
             raise AdderFlowError(f"--bits-map: '{item.strip()}' is not LAYER=BITS")
-        if name not in layers:
-            near = ", ".join(sorted(layers)[:6])
-            raise AdderFlowError(f"--bits-map: no layer '{name}' in the network (layers: {near}, ...)")
+        if name not in adders:
+            what = f"{name} is a {layers[name]} layer (it keeps 8 bits); " if name in layers else \
+                f"no adder layer '{name}' in the network; "
+            raise AdderFlowError(f"--bits-map: {what}adder layers: {', '.join(sorted(set(adders.values()))[:4])}, ...")
         try:
             b = int(value)
         except ValueError:
             raise AdderFlowError(f"--bits-map: {name}={value.strip()} is not an integer bit width") from None
-        chosen[name] = check_bits(b, f"--bits-map {name}")
-    full = {n: default for n, k in layers.items() if k == "adder2d"}
-    full.update(chosen)
-    return full
+        chosen[adders[name]] = check_bits(b, f"--bits-map {name}")
+    return chosen
 
 
 def run_qat(args) -> int:
@@ -176,7 +184,8 @@ def run_qat(args) -> int:
         lr=0.01 if args.lr is None else args.lr, weight_decay=args.weight_decay,
         val_split=DEFAULT_VAL_SPLIT if args.val_split is None else args.val_split,
         steps_per_epoch=args.steps_per_epoch, limit=args.limit, seed=args.seed,
-        augment=False if args.no_augment else None,
+        augment=False if args.no_augment else None, bn_stats=args.bn_stats,
+        freeze=[f.strip() for f in args.freeze.split(",") if f.strip()] if args.freeze else [],
         extra={"init": str(Path(args.init).resolve()), "bits": bits,
                "calib": str(Path(args.calib).resolve()) if args.calib else None, "calib_limit": args.calib_limit},
     )
@@ -189,7 +198,7 @@ def run_qat(args) -> int:
     import flow.qat as qat
 
     model = qat.init_model(str(args.init), bits, calib)
-    summary = train_qat(model, cfg, out, preprocess=qat_preprocess(), export=qat.export_qnet,
+    summary = train_qat(model, cfg, out, preprocess=qat_preprocess, export=qat.export_qnet,
                         golden=qat.golden_accuracy, resume=args.resume, force=args.force,
                         progress=not args.no_progress)
     golden = summary.get("golden_val_accuracy")
@@ -201,8 +210,9 @@ def run_qat(args) -> int:
     return 0
 
 
-def qat_preprocess():
-    """uint8 images -> the input flow.qat's models take (documented in flow.qat.init_model)."""
-    from flow.qat.train import default_preprocess
+def qat_preprocess(x_uint8):
+    """uint8 images -> what flow.qat's models take: float32 pixel values 0..255 (flow.qat.init_model; the
+    model's first layer normalises and quantizes them like the QNet's input)."""
+    import numpy as np
 
-    return default_preprocess
+    return np.asarray(x_uint8, np.float32)

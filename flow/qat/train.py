@@ -41,9 +41,10 @@ _ARRAYS = "arrays.npz"
 # resumed run) select on the same images
 VAL_SPLIT_SEED = 12345
 DEFAULT_VAL_SPLIT = 0.05
+BN_STATS = ("frozen", "batch")
 # settings a resumed run must share with the run that wrote the checkpoints (else it is another run)
 _RESUME_KEYS = ("data", "epochs", "batch_size", "lr", "momentum", "weight_decay", "val_split", "steps_per_epoch",
-                "limit", "seed", "augment")
+                "limit", "seed", "augment", "bn_stats", "bn_standardize", "freeze")
 
 
 @dataclass
@@ -60,6 +61,13 @@ class QATConfig:
     seed: int = 0
     augment: bool | None = None          # None: crop+flip for 32x32x3 images only
     eval_batch_size: int = 200
+    # BatchNorm in inference mode while training (statistics frozen, gamma/beta still learn): the forward
+    # that is trained is the one that is exported. "batch": the usual batch statistics.
+    bn_stats: str = "frozen"
+    # re-centre every BatchNorm on its input's statistics over this many training images before the first
+    # step (the same function, see standardize_batchnorm); 0: off
+    bn_standardize: int = 512
+    freeze: list = field(default_factory=list)   # layer names (fnmatch patterns) whose weights are not trained
     extra: dict = field(default_factory=dict)   # what built the model (init, bits): recorded, and checked on resume
 
     def check(self) -> None:
@@ -77,6 +85,10 @@ class QATConfig:
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise AdderFlowError(f"--weight-decay must be >= 0 and momentum in [0, 1), got {self.weight_decay}, "
                                  f"{self.momentum}")
+        if self.bn_stats not in BN_STATS:
+            raise AdderFlowError(f"--bn-stats must be one of {', '.join(BN_STATS)}, got '{self.bn_stats}'")
+        if not isinstance(self.bn_standardize, int) or self.bn_standardize < 0:
+            raise AdderFlowError(f"bn_standardize must be an image count >= 0, got {self.bn_standardize}")
         if not 0 < self.val_split < 1:
             raise AdderFlowError(f"--val-split must be a fraction in (0, 1), got {self.val_split}")
 
@@ -122,6 +134,55 @@ def checkpoint_config(out) -> dict | None:
     if last is None:
         return None
     return json.loads((last / _STATE).read_text())["config"]
+
+
+def frozen_layers(model, patterns) -> set:
+    """Names of the layers matching the --freeze patterns (fnmatch); a pattern matching no layer is an error."""
+    from fnmatch import fnmatchcase
+
+    names = [l.name for l in model.layers]
+    out = set()
+    for pat in patterns:
+        hit = [n for n in names if fnmatchcase(n, pat)]
+        if not hit:
+            raise AdderFlowError(f"--freeze: no layer matches '{pat}' in model {model.name}")
+        out.update(hit)
+    return out
+
+
+def standardize_batchnorm(model, x_float) -> int:
+    """Re-centre every BatchNorm (inference form y = g/sqrt(v+eps) (x - m) + b) on the mean mu and variance
+    s2 of its input over `x_float`: m' = mu, v' = s2, g' = g sqrt(s2+eps)/sqrt(v+eps), b' = b + g (mu - m)/
+    sqrt(v+eps). The function is the same (up to float rounding); returns the number of layers changed.
+
+    Why: a model initialised from a QNet carries each requant as a BN with m = 0, v = 1 - eps and the whole
+    multiplier in gamma. On the adder outputs (hundreds, far from zero mean) that parametrisation makes the
+    gamma gradients ~10^3 times the gammas (measured on ResNet-20 W3: |g| 2200 vs |gamma| 0.3), so the
+    first SGD step destroys the network; on standardised inputs they are of the usual size."""
+    import tensorflow as tf
+
+    bns = [l for l in model.layers if isinstance(l, tf.keras.layers.BatchNormalization) and l.center and l.scale]
+    if not bns or not len(x_float):
+        return 0
+    probe = tf.keras.Model(model.inputs, [l.input for l in bns])
+    n = np.zeros(len(bns))
+    s1 = [np.zeros(l.input.shape[-1]) for l in bns]
+    s2 = [np.zeros(l.input.shape[-1]) for l in bns]
+    for i in range(0, len(x_float), 128):
+        outs = probe(x_float[i:i + 128], training=False)
+        for k, o in enumerate(outs if isinstance(outs, (list, tuple)) else [outs]):
+            f = np.asarray(o, np.float64).reshape(-1, o.shape[-1])
+            n[k] += len(f)
+            s1[k] += f.sum(0)
+            s2[k] += (f * f).sum(0)
+    for k, l in enumerate(bns):
+        gamma, beta, mean, var = (np.asarray(w, np.float64) for w in l.get_weights())
+        eps = float(l.epsilon)
+        mu = s1[k] / n[k]
+        s2_ = np.maximum(s2[k] / n[k] - mu * mu, eps)    # a constant channel keeps a positive variance
+        gain = gamma / np.sqrt(var + eps)
+        l.set_weights([w.astype(l.dtype) for w in (gain * np.sqrt(s2_ + eps), beta + gain * (mu - mean), mu, s2_)])
+    return len(bns)
 
 
 class _Stream:
@@ -197,16 +258,18 @@ def train_qat(model, cfg: QATConfig, out, preprocess=None, export=None, golden=N
 
     tf.keras.utils.set_random_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    if cfg.bn_standardize and not resume:   # a resumed model gets its (standardised) weights from the checkpoint
+        standardize_batchnorm(model, preprocess(x_train[:cfg.bn_standardize]))
+    frozen = frozen_layers(model, cfg.freeze)
     stream = _Stream(len(x_train), cfg.batch_size, rng)
     schedule = tf.keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=total_steps, alpha=0.0)
     optimizer = tf.keras.optimizers.SGD(learning_rate=schedule, momentum=cfg.momentum)
-    variables = model.trainable_variables
+    variables = [v for l in model.layers if l.name not in frozen for v in l.trainable_weights]
     optimizer.build(variables)      # slots exist now: a checkpoint restores them by position
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     wd = tf.constant(cfg.weight_decay, tf.float32)
 
     history: list = []
-    best = {"epoch": None, "val_accuracy": -1.0}
     start_epoch = 0
     ckpt_dir = out / CHECKPOINTS
     if not resume and out.exists():
@@ -230,18 +293,28 @@ def train_qat(model, cfg: QATConfig, out, preprocess=None, export=None, golden=N
         if log:
             print(f"resuming after epoch {start_epoch}/{cfg.epochs} from {last}", flush=True)
 
+    # no layer of flow.qat behaves differently in training mode except BatchNorm: "frozen" runs it in inference
+    bn_training = cfg.bn_stats == "batch"
+
     @tf.function(reduce_retracing=True, autograph=False)
     def step(xb, yb):
         with tf.GradientTape() as tape:
-            logits = model(xb, training=True)
+            logits = model(xb, training=bn_training)
             loss = loss_fn(yb, logits)
         grads = tape.gradient(loss, variables)
-        grads = [g + wd * v for g, v in zip(grads, variables)]
+        grads = [g + tf.cast(wd, v.dtype) * v for g, v in zip(grads, variables)]  # BN layers may be float64
         optimizer.apply_gradients(zip(grads, variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int64), yb), tf.int32))
         return loss, correct
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        # the starting point (the PTQ solution) is a candidate too: QAT that does not help exports the start
+        init_acc = _accuracy(model, x_val, y_val, preprocess, cfg.eval_batch_size)
+        best = {"epoch": 0, "val_accuracy": init_acc, "init_val_accuracy": init_acc}
+        _atomic_savez(ckpt_dir / BEST_WEIGHTS, {f"w{i}": w for i, w in enumerate(model.get_weights())})
+        if log:
+            print(f"epoch 0 (start): val acc {init_acc:.4f} on {len(y_val)} held-out training images", flush=True)
     for epoch in range(start_epoch, cfg.epochs):
         tf.random.set_seed(cfg.seed * 1000 + epoch)  # TF-side randomness (if a layer has any) restarts per epoch
         t0 = time.perf_counter()
@@ -267,7 +340,7 @@ def train_qat(model, cfg: QATConfig, out, preprocess=None, export=None, golden=N
                   "seconds": round(time.perf_counter() - t0, 2), "train_seconds": round(train_seconds, 2)}
         history.append(record)
         if val_acc > best["val_accuracy"]:
-            best = {"epoch": epoch + 1, "val_accuracy": val_acc}
+            best = {**best, "epoch": epoch + 1, "val_accuracy": val_acc}
             _atomic_savez(ckpt_dir / BEST_WEIGHTS, {f"w{i}": w for i, w in enumerate(model.get_weights())})
         _save_checkpoint(ckpt_dir, epoch + 1, model, optimizer, stream, rng, config, history, best)
         if log:
@@ -279,7 +352,8 @@ def train_qat(model, cfg: QATConfig, out, preprocess=None, export=None, golden=N
     with np.load(ckpt_dir / BEST_WEIGHTS) as f:
         _set_weights(model, [f[f"w{i}"] for i in range(len(f.files))], ckpt_dir / BEST_WEIGHTS)
     summary = {"config": config, "history": history, "best_epoch": best["epoch"],
-               "best_val_accuracy": best["val_accuracy"], "train_n": int(len(x_train)), "val_n": int(len(x_val)),
+               "best_val_accuracy": best["val_accuracy"], "init_val_accuracy": best["init_val_accuracy"],
+               "train_n": int(len(x_train)), "val_n": int(len(x_val)),
                "val_source": f"{cfg.val_split:g} of the training split of {cfg.data} (seed {VAL_SPLIT_SEED})",
                "steps_per_epoch": steps, "total_steps": total_steps,
                "schedule": f"cosine from {cfg.lr} to 0 over {total_steps} steps",
