@@ -184,7 +184,7 @@ def run_qat(args) -> int:
         lr=0.01 if args.lr is None else args.lr, weight_decay=args.weight_decay,
         val_split=DEFAULT_VAL_SPLIT if args.val_split is None else args.val_split,
         steps_per_epoch=args.steps_per_epoch, limit=args.limit, seed=args.seed,
-        augment=False if args.no_augment else None, bn_stats=args.bn_stats,
+        augment=False if args.no_augment else None, bn_stats=args.bn_stats, adder_gradient=args.adder_gradient,
         freeze=[f.strip() for f in args.freeze.split(",") if f.strip()] if args.freeze else [],
         extra={"init": str(Path(args.init).resolve()), "bits": bits,
                "calib": str(Path(args.calib).resolve()) if args.calib else None, "calib_limit": args.calib_limit},

@@ -44,7 +44,7 @@ DEFAULT_VAL_SPLIT = 0.05
 BN_STATS = ("frozen", "batch")
 # settings a resumed run must share with the run that wrote the checkpoints (else it is another run)
 _RESUME_KEYS = ("data", "epochs", "batch_size", "lr", "momentum", "weight_decay", "val_split", "steps_per_epoch",
-                "limit", "seed", "augment", "bn_stats", "bn_standardize", "freeze")
+                "limit", "seed", "augment", "bn_stats", "bn_standardize", "freeze", "adder_gradient")
 
 
 @dataclass
@@ -67,6 +67,8 @@ class QATConfig:
     # re-centre every BatchNorm on its input's statistics over this many training images before the first
     # step (the same function, see standardize_batchnorm); 0: off
     bn_standardize: int = 512
+    # "addernet" / "sign": the adder layers' backward rule for this run (None: as the model was built)
+    adder_gradient: str | None = None
     freeze: list = field(default_factory=list)   # layer names (fnmatch patterns) whose weights are not trained
     extra: dict = field(default_factory=dict)   # what built the model (init, bits): recorded, and checked on resume
 
@@ -261,6 +263,14 @@ def train_qat(model, cfg: QATConfig, out, preprocess=None, export=None, golden=N
     if cfg.bn_standardize and not resume:   # a resumed model gets its (standardised) weights from the checkpoint
         standardize_batchnorm(model, preprocess(x_train[:cfg.bn_standardize]))
     frozen = frozen_layers(model, cfg.freeze)
+    if cfg.adder_gradient is not None:
+        from flow.layers.adder import ADDER_GRADIENTS, AdderConv2D
+
+        if cfg.adder_gradient not in ADDER_GRADIENTS:
+            raise AdderFlowError(f"--adder-gradient must be one of {ADDER_GRADIENTS}, got '{cfg.adder_gradient}'")
+        for layer in model.layers:
+            if isinstance(layer, AdderConv2D):
+                layer.adder_gradient = cfg.adder_gradient   # read when the step is traced
     stream = _Stream(len(x_train), cfg.batch_size, rng)
     schedule = tf.keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=total_steps, alpha=0.0)
     optimizer = tf.keras.optimizers.SGD(learning_rate=schedule, momentum=cfg.momentum)
