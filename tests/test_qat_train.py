@@ -186,3 +186,63 @@ def test_the_custom_net_example_runs_to_a_bit_exact_csim(tmp_path):
     # the export computes what the Keras model computed (up to the 24-bit rounding of requant multipliers)
     assert len(summary["history"]) == 2
     assert summary["golden_val_accuracy"] == pytest.approx(summary["best_val_accuracy"], abs=0.02)
+
+
+def test_training_data_loads_the_same_from_npz_and_cifar_batches(tmp_path):
+    """The official python batches and an .npz of the same images give the same train/validation split."""
+    import pickle
+
+    from flow.qat.train import load_split
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(50, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, size=50)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for i in range(5):
+        part = slice(10 * i, 10 * (i + 1))
+        rows = x[part].transpose(0, 3, 1, 2).reshape(10, -1)   # CHW-flattened, as the official files
+        with open(folder / f"data_batch_{i + 1}", "wb") as fh:
+            pickle.dump({b"data": rows, b"labels": [int(v) for v in y[part]]}, fh)
+    with open(folder / "test_batch", "wb") as fh:
+        pickle.dump({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0]}, fh)
+    np.savez(tmp_path / "same.npz", x=x, y=y)
+    a = load_split(QATConfig(data=str(folder), val_split=0.1))
+    b = load_split(QATConfig(data=str(tmp_path / "same.npz"), val_split=0.1))
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    assert len(a[2]) == 5 and len(a[0]) == 45
+
+
+@pytest.mark.slow
+def test_qat_command_end_to_end_and_resume(tmp_path, capsys, resnet20_ckpt, cifar_train2k):
+    """`adderflow train --qat` on ResNet-20 W3, 2 epochs x 1 step on 200 images; an interrupted copy resumed
+    gives the same QNet."""
+    from flow.qnet import load
+
+    base = ["train", "--qat", "--init", str(resnet20_ckpt), "--bits", "3", "--data", str(cifar_train2k),
+            "--limit", "200", "--steps-per-epoch", "1", "--batch-size", "16", "--no-progress",
+            "--freeze", "conv1,fc,*bn*,*downsample_1"]
+    assert cli(base + ["--epochs", "2", "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "best validation epoch" in out and "golden model of the exported QNet" in out
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["golden_val_accuracy"] == pytest.approx(summary["best_val_accuracy"], abs=0.1)
+    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").glob("epoch_*")) == ["epoch_001", "epoch_002"]
+    # the same run cut after epoch 1 (its checkpoint, as a kill would leave it), then resumed
+    import shutil
+
+    cut = tmp_path / "b"
+    cut.mkdir()
+    shutil.copytree(tmp_path / "a" / "checkpoints", cut / "checkpoints")
+    shutil.rmtree(cut / "checkpoints" / "epoch_002")
+    assert cli(base + ["--epochs", "2", "--out", str(cut), "--resume"]) == 0
+    again = json.loads((cut / "summary.json").read_text())
+    strip = lambda h: [{k: v for k, v in r.items() if "seconds" not in k} for r in h]  # noqa: E731
+    assert strip(again["history"]) == strip(summary["history"])
+    qa, qb = load(tmp_path / "a" / "qnet"), load(cut / "qnet")
+    for oa, ob in zip(qa.ops, qb.ops):
+        for k in oa.arrays:
+            np.testing.assert_array_equal(oa.arrays[k], ob.arrays[k])
+    assert cli(base + ["--epochs", "2", "--out", str(cut), "--resume"]) == 1
+    assert "is complete already" in capsys.readouterr().err
