@@ -246,3 +246,33 @@ def test_qat_command_end_to_end_and_resume(tmp_path, capsys, resnet20_ckpt, cifa
             np.testing.assert_array_equal(oa.arrays[k], ob.arrays[k])
     assert cli(base + ["--epochs", "2", "--out", str(cut), "--resume"]) == 1
     assert "is complete already" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["frozen", "batch"])
+def test_frozen_bn_keeps_its_statistics_and_trains_its_affine(tmp_path, mode):
+    import tensorflow as tf
+
+    from flow.data import load_dataset, preprocess
+    from flow.qat.train import standardize_batchnorm
+
+    model = _small_model()
+    # statistics of real inputs and a unit affine (a fresh BN's inference form passes the adder outputs,
+    # -sum|x - w| < 0, unchanged and the ReLUs would cut them all)
+    assert standardize_batchnorm(model, preprocess(load_dataset("digits", split="train")[0][:256], "digits")) == 4
+    bns = [l for l in model.layers if isinstance(l, tf.keras.layers.BatchNormalization)]
+    for l in bns:
+        g, b, m, v = l.get_weights()
+        l.set_weights([np.ones_like(g), np.zeros_like(b), m, v])
+    before = {l.name: [w.copy() for w in l.get_weights()] for l in bns}
+    after = {}   # at the end of the epoch (the run then restores the best epoch, which may be the start)
+    train_qat(model, QATConfig(data="digits", epochs=1, batch_size=32, steps_per_epoch=3, lr=0.05, limit=200,
+                               bn_stats=mode, bn_standardize=0), tmp_path / "run", progress=False, log=False,
+              on_epoch_end=lambda e, r: after.update({l.name: l.get_weights() for l in bns}))
+    for l in bns:
+        gamma, _, mean, var = after[l.name]
+        assert not np.array_equal(gamma, before[l.name][0])          # the affine trains in both modes
+        same = np.array_equal(mean, before[l.name][2]) and np.array_equal(var, before[l.name][3])
+        assert same == (mode == "frozen"), l.name
+    # the model is left as it was given: a training call uses batch statistics again
+    x = np.random.default_rng(0).integers(0, 256, size=(16, 8, 8, 1)).astype(np.float32) / 255
+    assert not np.allclose(model(x, training=True), model(x, training=False))

@@ -138,6 +138,30 @@ def checkpoint_config(out) -> dict | None:
     return json.loads((last / _STATE).read_text())["config"]
 
 
+def _bn_inference(model):
+    """Make every BatchNormalization of `model` normalise with its moving statistics even in a training
+    call (gamma and beta still get gradients); returns the function that undoes it.
+
+    Why not training=False: flow.qat's adder layers compute their inference forward from the integer SADs
+    (the golden integers) without a gradient, so the step must be a training call; and not
+    `layer.trainable = False`, which would freeze gamma and beta too."""
+    import tensorflow as tf
+
+    patched = []
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            def call(inputs, training=None, _orig=layer.call, **kwargs):
+                return _orig(inputs, training=False, **kwargs)
+
+            layer.call = call
+            patched.append(layer)
+
+    def restore():
+        for layer in patched:
+            del layer.call      # back to the class's method
+    return restore
+
+
 def frozen_layers(model, patterns) -> set:
     """Names of the layers matching the --freeze patterns (fnmatch); a pattern matching no layer is an error."""
     from fnmatch import fnmatchcase
@@ -303,13 +327,14 @@ def train_qat(model, cfg: QATConfig, out, preprocess=None, export=None, golden=N
         if log:
             print(f"resuming after epoch {start_epoch}/{cfg.epochs} from {last}", flush=True)
 
-    # no layer of flow.qat behaves differently in training mode except BatchNorm: "frozen" runs it in inference
-    bn_training = cfg.bn_stats == "batch"
+    # a training call (flow.qat's layers carry gradients only there); "frozen" keeps BatchNorm on its moving
+    # statistics inside it (see _bn_inference)
+    restore = _bn_inference(model) if cfg.bn_stats == "frozen" else (lambda: None)
 
     @tf.function(reduce_retracing=True, autograph=False)
     def step(xb, yb):
         with tf.GradientTape() as tape:
-            logits = model(xb, training=bn_training)
+            logits = model(xb, training=True)
             loss = loss_fn(yb, logits)
         grads = tape.gradient(loss, variables)
         grads = [g + tf.cast(wd, v.dtype) * v for g, v in zip(grads, variables)]  # BN layers may be float64
@@ -359,6 +384,7 @@ def train_qat(model, cfg: QATConfig, out, preprocess=None, export=None, golden=N
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, record)
 
+    restore()
     with np.load(ckpt_dir / BEST_WEIGHTS) as f:
         _set_weights(model, [f[f"w{i}"] for i in range(len(f.files))], ckpt_dir / BEST_WEIGHTS)
     summary = {"config": config, "history": history, "best_epoch": best["epoch"],
