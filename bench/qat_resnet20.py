@@ -59,6 +59,8 @@ def main() -> int:
     ap.add_argument("--extra", default="", help="more `adderflow train --qat` options, space separated")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "qat_resnet20")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where qat_resnet20.md and qat/ go")
+    ap.add_argument("--notes", help="a markdown file of findings appended to the table")
+    ap.add_argument("--wall-note", default="", help="the measured wall time of the training run, as text")
     ap.add_argument("--budget", default="35 minutes wall for all widths on 2 shared CPU cores",
                     help="the budget as stated in the table")
     args = ap.parse_args()
@@ -132,15 +134,16 @@ def write_table(rows, args, wall) -> None:
         f"--calib cifar10_train2k.npz --epochs {args.epochs} --steps-per-epoch N --batch-size {args.batch_size} "
         f"--lr {args.lr} --freeze '{args.freeze}' --adder-gradient {args.adder_gradient}`.",
         "",
-        f"- **Budget:** {args.budget}: {args.steps} steps of batch {args.batch_size} per width "
-        f"(wall of this run so far: {wall / 60:.1f} min).",
+        f"- **Budget:** {args.budget}: {args.steps} steps of batch {args.batch_size} per width; the training "
+        f"runs took {sum(r['summary']['seconds'] for r in rows) / 60:.1f} min (epochs and validations, without "
+        f"start-up and the PTQ init){'; ' + args.wall_note if args.wall_note else ''}.",
         f"- **Training:** cifar10_train50k_jpeg minus the validation split ({s0['train_n']} images), SGD momentum "
-        f"{cfg['momentum']}, {s0['schedule']} (per width), weight decay {cfg['weight_decay']} "
+        f"{cfg['momentum']}, cosine from {cfg['lr']} to 0 over each width's steps, weight decay {cfg['weight_decay']} "
         f"({s0['weight_decay_mode']}), crop+flip, {cfg.get('adder_gradient') or 'addernet'} adder gradient, "
         f"BatchNorm re-centred then statistics {cfg['bn_stats']}"
         f"{', frozen layers ' + ', '.join(cfg['freeze']) if cfg.get('freeze') else ''}.",
-        f"- **Selection:** {s0['val_source']} ({s0['val_n']} images), golden model of the best epoch's export "
-        "(epoch 0 is the PTQ start: QAT that does not help exports PTQ).",
+        f"- **Selection:** {s0['val_source']} ({s0['val_n']} images), the best epoch by the model's own (fake-quant) "
+        "forward there (epoch 0 is the PTQ start: QAT that does not help exports PTQ).",
         "- **Reported:** golden (integer) model on the 1,000 genuine test images (cifar10_test1k.npz), used for "
         "nothing else. PTQ = `adderflow quantize` defaults (512 images of cifar10_train2k).",
         f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs (wall times indicative).",
@@ -163,6 +166,8 @@ def write_table(rows, args, wall) -> None:
         hist = "; ".join(f"{h['epoch']}: {h['loss']:.3f} / {100 * h['train_accuracy']:.1f} / "
                          f"{100 * h['val_accuracy']:.2f}" for h in r["summary"]["history"])
         lines.append(f"- W{r['bits']}A{r['bits']}: {hist}")
+    if args.notes and Path(args.notes).is_file():
+        lines += ["", Path(args.notes).read_text().strip()]
     lines += ["", f"PTQ figures quoted in the issue: {', '.join(f'W{b}A{b} {v}' for b, v in PTQ_ISSUE.items())}. "
               "The QNets are in bench/results/qat/resnet20_w{B}a{B}/: `adderflow eval --qnet "
               "bench/results/qat/resnet20_w3a3 --data cifar10_test1k.npz` reproduces the QAT column."]
