@@ -12,8 +12,6 @@ forward, up to the 24-bit rounding of the requant multipliers.
 
 from __future__ import annotations
 
-import numpy as np
-
 from flow.errors import AdderFlowError
 from flow.qnet import QNet
 
@@ -22,14 +20,11 @@ class _ModelRanges:
     """The calibration-statistics interface `build_qnet` reads, answered from the model's quantizers."""
 
     def __init__(self, input_scale: float, input_bits: int, act_alpha: dict, out_scale: dict, out_bits: int):
-        from flow.quant.redistribution import QuantConfig
-
         self.input_absmax = input_scale * ((1 << (input_bits - 1)) - 1)
         self.act_alpha = act_alpha
         # build_qnet gives a signed output the scale 1.25 * absmax / (2^(b-1) - 1)
         self.out_absmax = {t: s * ((1 << (out_bits - 1)) - 1) / 1.25 for t, s in out_scale.items()}
         self.n_images, self.alphas, self.pre_mean, self.pre_mean_images = 0, (), {}, 0
-        self._cfg = QuantConfig
 
     def clamp(self, tensor: str, alpha) -> float:
         if tensor not in self.act_alpha:
@@ -107,21 +102,18 @@ def export_qnet(model) -> QNet:
             kq, iq = layer.get_quantizers()
             if kq is None or iq is None:
                 raise AdderFlowError(f"layer {layer.name}: an exported adder layer needs kernel and input quantizers")
-    widths = set(bits.values())
-    if len(widths) > 1:
-        raise AdderFlowError(f"model {model.name}: activations of different widths {sorted(widths)} cannot be "
-                             "exported yet")
+    vals = list(bits.values())
     graph = from_keras(plain, preprocess=pre)
     first, last = _linear_bits(model, graph)
-    cfg = QuantConfig(bits=widths.pop() if widths else 8, method="redistribution+", alpha=1.0, range_clamp=True,
-                      bias_correction=False, bits_first=first, bits_last=last, input_bits=inq.bits,
-                      output_bits=outq.bits)
+    common = max(set(vals), key=vals.count) if vals else 8
+    cfg = QuantConfig(bits=common, method="redistribution+", alpha=1.0, range_clamp=True, bias_correction=False, bits_first=first, bits_last=last, input_bits=inq.bits,
+                      output_bits=outq.bits, extra={"tensor_bits": bits})
     for fo in graph.ops:
         if fo.kind == "adder2d":
             layer = model.get_layer(fo.name)
-            src = graph.producer(fo.inputs[0])
-            if src is None or fo.inputs[0] not in alphas or alphas[fo.inputs[0]] != layer.kernel_quantizer.alpha:
-                raise AdderFlowError(f"layer {fo.name}: its kernel grid (alpha {layer.kernel_quantizer.alpha}) is not "
+            kq, t = layer.kernel_quantizer, fo.inputs[0]
+            if t not in alphas or (alphas[t], bits[t]) != (kq.alpha, kq.bits):
+                raise AdderFlowError(f"layer {fo.name}: its kernel grid ({kq.bits} bits, alpha {kq.alpha}) is not "
                                      f"the grid of its input activation")
     ranges = _ModelRanges(inq.scale, inq.bits, alphas, {graph.output: outq.scale}, outq.bits)
     net = build_qnet(graph, ranges, cfg)
@@ -148,3 +140,12 @@ def _linear_bits(model, graph) -> tuple[int, int]:
         raise AdderFlowError(f"model {model.name}: conv/dense layers other than the first and the classifier are "
                              "not supported by the export")
     return first, last
+
+
+def integer_keras_model(model):
+    """The bit-exact integer Keras model (`flow.qlayers`) of a QAT model's export: what
+    `hls4ml.converters.convert_from_keras_model(..., backend='AdderVitis')` converts. (The backend's
+    converter does not take the QAT model itself: its handlers are for the integer Q* layers.)"""
+    from flow.qlayers import qnet_to_keras
+
+    return qnet_to_keras(export_qnet(model))

@@ -4,7 +4,9 @@
   W, HardTanh for X, adaptive eta per layer) whose kernel passes through `kernel_quantizer`
   (`AdderKernelQuantizer`, an STE on the redistribution+ grid) and whose input passes through
   `input_quantizer` (`ActQuantizer` of the same alpha: idempotent on an already quantized input, and it
-  keeps the input inside [0, alpha], where the one-sided clamp is exact).
+  keeps the input inside [0, alpha], where the one-sided clamp is exact). Its output is float64: in
+  inference (training falsy) it is computed from the integer SAD exactly as the golden model does, so
+  that the fake-quant model rounds where the integer network does (same integers, not 98% of them).
 * `QATActivation`: a qkeras `QActivation` holding one of our quantizer objects with a config that
   round-trips (qkeras stores the object itself).
 * `QATInput`: uint8 pixel values (as float) -> x/255, per-channel mean/std, int8 input grid: the
@@ -21,7 +23,7 @@ import tensorflow as tf
 from qkeras import QActivation
 
 from flow.errors import AdderFlowError
-from flow.layers.adder import AdderConv2D, adder_conv2d, explicit_padding, scale_kernel_gradient
+from flow.layers.adder import AdderConv2D, adder_conv2d, adder_rows, explicit_padding, im2col, scale_kernel_gradient
 from flow.qat.quantizers import PACKAGE, ActQuantizer, AdderKernelQuantizer, SignedQuantizer, deserialize, serialize
 
 
@@ -58,7 +60,7 @@ class QATAdderConv2D(AdderConv2D):
         k = self.kernel
         return (k if self.kernel_quantizer is None else self.kernel_quantizer(k)).numpy()
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         x = tf.convert_to_tensor(inputs)
         if self.input_quantizer is not None:
             x = self.input_quantizer(x)
@@ -67,6 +69,31 @@ class QATAdderConv2D(AdderConv2D):
         if h is None or w is None:
             raise AdderFlowError(f"{self.name}: spatial input size must be known, got {x.shape}")
         pads = explicit_padding(self.padding, (h, w), self.kernel_size, self.strides)
+        if not training and self.kernel_quantizer is not None and self.input_quantizer is not None \
+                and not self.use_bias:
+            return self._exact(x, pads)
+        return tf.cast(self._trainable_forward(x, pads), tf.float64)
+
+    def _exact(self, x, pads):
+        """Inference: the same value as the training forward, computed as the contract does: the SAD of
+        the integer activations and kernel (exact in float32 below 2^24), times the step, plus the
+        range-clamp excess, in float64, so that the fake-quant model rounds where the golden model does.
+        No gradient (train with training=True, as model.fit does)."""
+        kq = self.kernel_quantizer
+        step = tf.constant(kq.step, tf.float64)
+        xi = tf.cast(tf.round(tf.cast(x, tf.float64) / step), tf.float32)
+        k64 = tf.cast(self.kernel, tf.float64)
+        wi = tf.clip_by_value(tf.round(tf.clip_by_value(k64, 0.0, kq.alpha) / step), 0.0, float(kq.levels))
+        excess = tf.reduce_sum(tf.reshape(tf.nn.relu(-k64) + tf.nn.relu(k64 - kq.alpha), [-1, self.filters]), axis=0)
+        wt = tf.transpose(tf.reshape(tf.cast(wi, tf.float32), [-1, self.filters]))
+        neg_sad = adder_rows(im2col(xi, pads, self.kernel_size, self.strides), wt)
+        ho = (x.shape[1] + pads[0][0] + pads[0][1] - self.kernel_size[0]) // self.strides[0] + 1
+        wo = (x.shape[2] + pads[1][0] + pads[1][1] - self.kernel_size[1]) // self.strides[1] + 1
+        y = tf.cast(tf.reshape(neg_sad, [-1, ho, wo, self.filters]), tf.float64) * step - excess
+        return tf.stop_gradient(y)
+
+    def _trainable_forward(self, x, pads):
+        kh, kw = self.kernel_size
         kernel = tf.cast(self.kernel, x.dtype)
         if self.adder_gradient == "addernet":
             kernel = scale_kernel_gradient(kernel, self.eta)

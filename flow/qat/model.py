@@ -1,12 +1,13 @@
 """The quantization-aware ResNet-20: built on `flow.models`' topology with QAT layers, initialised from
 a PTQ solution (the official checkpoint quantized with `adderflow quantize` defaults, or a QNet folder).
 
-Initialisation from a QNet reproduces it: float weights = integer weights x their step, activation
-ranges = the QNet tensors' ranges, and each requant becomes the BatchNorm(s) in front of it with
-mean 0 and variance 1 - eps (so 1/sqrt(var + eps) = 1), gamma = mult / 2^shift x out_scale / lsb of the
-input and beta = bias / 2^shift x out_scale: the float affine the integer requant realises. BN layers
-compute in float64 so that exporting the untrained model gives back the same multipliers (24-bit
-integers do not survive a float32 gamma).
+Initialisation from a QNet reproduces it: latent weights = the checkpoint's float weights (from a .pth)
+or integer weights x their step (from a QNet folder), activation ranges = the QNet tensors' ranges, and
+each requant becomes the BatchNorm(s) in front of it realising the float affine a*y + b of the integer
+requant (a = mult / 2^shift x out_scale / lsb of the input, b = bias / 2^shift x out_scale less the
+range-clamp excess the float kernel already carries), with the moving statistics of its input measured
+on calibration images (`_bn_weights`). BN layers compute in float64 so that exporting the untrained
+model gives back the same multipliers (24-bit integers do not survive a float32 gamma).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from flow.errors import AdderFlowError
 from flow.layers.adder import DEFAULT_ETA
 from flow.models import BN_MOMENTUM, RESNET20_INPUT_SHAPE, _Builder, resnet20_blocks
 from flow.qnet import QNet, QNetError
+from flow.quant.calibrate import CORRECTION_IMAGES
+
+# BatchNorm input statistics at init come from this many calibration images (as bias correction)
+STAT_IMAGES = CORRECTION_IMAGES
 
 
 def _tf():
@@ -164,22 +169,70 @@ def _linear_steps(kernel32: np.ndarray, bits: int) -> np.ndarray:
 def _adder_kernel(wq: np.ndarray, step: float, alpha: float) -> np.ndarray:
     """float32 kernel on the grid, never above alpha (float32 rounding up would be a range-clamp excess)."""
     k = (wq.astype(np.float64) * step).astype(np.float32)
-    top = np.nextafter(np.float32(alpha), np.float32(0))
-    return np.where(k > alpha, top, k).astype(np.float32)
+    top = np.float32(alpha)
+    while float(top) > alpha:
+        top = np.nextafter(top, np.float32(0))
+    # compare in float64: numpy would round a Python float to float32 against a float32 array
+    return np.where(k.astype(np.float64) > alpha, top, k).astype(np.float32)
 
 
-def _bn_weights(mult_row, bias, shift, out_scale, lsb, coeff):
-    """gamma, beta, mean, var of a BN that realises mult/2^shift on an input of real LSB `lsb`, whose
-    float graph coefficient is `coeff` (-1 after an adder, 1/(H*W) after the pool)."""
+def _bn_weights(mult_row, bias, shift, out_scale, lsb, coeff, stats=None, excess=0.0):
+    """gamma, beta, moving mean, moving variance of a BN whose inference affine a*y + b realises
+    mult/2^shift (and bias) on its input y = coeff * lsb * acc (coeff -1 after an adder, 1/(H*W) after
+    the pool). With the input's statistics (mean, var) the BN gets them as moving statistics and
+    gamma = a sqrt(var + eps), beta = b + a mean: the same affine in inference, and a training-mode BN
+    (batch statistics) starts from it too. Without, mean 0 and var 1 - eps."""
     p = float(1 << int(shift))
-    gamma = np.asarray(mult_row, np.float64) / p * out_scale / (np.asarray(lsb, np.float64) * coeff)
-    beta = np.zeros_like(gamma) if bias is None else np.asarray(bias, np.float64) / p * out_scale
-    return [gamma, beta, np.zeros_like(gamma), np.full_like(gamma, 1.0 - BN_EPSILON)]
+    a = np.asarray(mult_row, np.float64) / p * out_scale / (np.asarray(lsb, np.float64) * coeff)
+    b = np.zeros_like(a) if bias is None else np.asarray(bias, np.float64) / p * out_scale
+    # the QNet bias holds a * (range-clamp excess); with float kernels the adder output carries it
+    b = b - a * coeff * np.asarray(excess, np.float64)
+    if stats is None:
+        return [a, b, np.zeros_like(a), np.full_like(a, 1.0 - BN_EPSILON)]
+    mean, var = stats
+    return [a * np.sqrt(var + BN_EPSILON), b + a * mean, mean, var]
 
 
-def resnet20_from_qnet(qnet: QNet, bits=None, adder_gradient: str = "addernet", eta: float = DEFAULT_ETA,
-                       where: str = "qnet"):
-    """The QAT ResNet-20 whose fake-quant forward is this QNet (see the module docstring)."""
+def _acc_moments(qnet: QNet, tensors: list, images, batch: int = 32) -> dict:
+    """{accumulator tensor: (mean, var) per channel} of the golden model on these images."""
+    from flow import golden
+    from flow.qnet import last_uses
+
+    sums = {t: 0.0 for t in tensors}
+    sq = {t: 0.0 for t in tensors}
+    n = {t: 0 for t in tensors}
+    want = set(tensors)
+    last = last_uses(qnet.ops)
+    for i in range(0, len(images), batch):
+        env = {qnet.input: qnet.quantize_input(images[i:i + batch])}
+        for j, o in enumerate(qnet.ops):
+            env[o.output] = golden.run_op(qnet, o, env)
+            if o.output in want:
+                v = env[o.output].reshape(-1, env[o.output].shape[-1]).astype(np.float64)
+                sums[o.output] = sums[o.output] + v.sum(0)
+                sq[o.output] = sq[o.output] + (v * v).sum(0)
+                n[o.output] += len(v)
+            for t in o.inputs:
+                if last[t] == j and t != qnet.output:
+                    env.pop(t, None)
+    out = {}
+    for t in tensors:
+        m = sums[t] / n[t]
+        out[t] = (m, np.maximum(sq[t] / n[t] - m * m, 0.0))
+    return out
+
+
+def resnet20_from_qnet(qnet: QNet, bits=None, calib_images_uint8=None, adder_gradient: str = "addernet",
+                       eta: float = DEFAULT_ETA, where: str = "qnet", float_kernels: dict | None = None):
+    """The QAT ResNet-20 whose fake-quant forward is this QNet (see the module docstring).
+
+    float_kernels: {Keras layer name: float HWIO kernel} the QNet was quantized from (the checkpoint's).
+    They become the latent weights, so training starts from the float network's weights, gradients
+    included: an adder kernel outside [0, alpha] gets the same integers and its exact range-clamp
+    excess, which then stays out of beta. Measured on the official checkpoint, grid-valued latent
+    kernels (the only choice from a QNet folder) make the X gradients of the early layers ~100x those
+    of the float network, so a QNet-folder init needs a much smaller learning rate there."""
+    float_kernels = dict(float_kernels or {})
     tf = _tf()
     if tuple(qnet.tensors[qnet.input].shape) != RESNET20_INPUT_SHAPE:
         raise AdderFlowError(f"{where}: input shape {tuple(qnet.tensors[qnet.input].shape)} is not ResNet-20's "
@@ -216,12 +269,12 @@ def resnet20_from_qnet(qnet: QNet, bits=None, adder_gradient: str = "addernet", 
     # ---- weights -------------------------------------------------------------------------------------
     s_in = float(iq["scale"])
     k1 = (conv1.arrays["weight"] * np.asarray(conv1.attrs["weight_scales"])).astype(np.float32)
+    if "conv1" in float_kernels:   # same per-channel integers and steps (quantize_linear_weights)
+        k1 = np.asarray(float_kernels["conv1"], np.float32)
     model.get_layer("conv1").set_weights([k1])
-    rq = qnet.op("bn1")
-    model.get_layer("bn1").set_weights(_bn_weights(rq.arrays["mult"][0], rq.arrays["bias"], rq.attrs["shift"],
-                                                   qnet.tensors[rq.output].scale,
-                                                   s_in * _linear_steps(k1, int(conv1.attrs["bits"])), 1.0))
-    steps = {}
+    bns = []   # (BN layer, requant op, input index, lsb of the input, coeff, carries the bias)
+    bns.append(("bn1", qnet.op("bn1"), 0, s_in * _linear_steps(k1, int(conv1.attrs["bits"])), 1.0, True, 0.0))
+    steps, excess = {}, {}
     for layer, (names, relu) in _adder_ops().items():
         o = _op(qnet, names, "adder2d", where)
         if o.attrs.get("method", "redistribution+") != "redistribution+" or o.attrs.get("weight_signed"):
@@ -232,31 +285,43 @@ def resnet20_from_qnet(qnet: QNet, bits=None, adder_gradient: str = "addernet", 
         spec = qnet.tensors[o.inputs[0]]
         alpha = float(spec.scale * spec.hi)
         kl = model.get_layer(layer)
-        k = _adder_kernel(o.arrays["weight"], alpha / ((1 << spec.bits) - 1), alpha)
+        if layer in float_kernels:
+            k = np.asarray(float_kernels[layer], np.float32)
+            if not np.array_equal(kl.kernel_quantizer.integers(k), o.arrays["weight"]) and kl.kernel_quantizer.bits == spec.bits:
+                raise AdderFlowError(f"{where}: float kernel of {layer} does not give the QNet's integers")
+        else:
+            k = _adder_kernel(o.arrays["weight"], alpha / ((1 << spec.bits) - 1), alpha)
         kl.set_weights([k])
+        excess[layer] = kl.kernel_quantizer.excess(k)
         steps[layer] = kl.kernel_quantizer.step
     for blk in resnet20_blocks():
         n = blk.name
-        rq = qnet.op(f"{n}_bn1")
-        model.get_layer(f"{n}_bn1").set_weights(_bn_weights(rq.arrays["mult"][0], rq.arrays["bias"], rq.attrs["shift"],
-                                                            qnet.tensors[rq.output].scale, steps[f"{n}_conv1"], -1.0))
-        rq = qnet.op(f"{n}_add")
-        out_scale = qnet.tensors[rq.output].scale
-        sh = rq.attrs["shift"]
-        model.get_layer(f"{n}_bn2").set_weights(_bn_weights(rq.arrays["mult"][0], rq.arrays["bias"], sh, out_scale,
-                                                            steps[f"{n}_conv2"], -1.0))
+        bns.append((f"{n}_bn1", qnet.op(f"{n}_bn1"), 0, steps[f"{n}_conv1"], -1.0, True, excess[f"{n}_conv1"]))
+        bns.append((f"{n}_bn2", qnet.op(f"{n}_add"), 0, steps[f"{n}_conv2"], -1.0, True, excess[f"{n}_conv2"]))
         if blk.downsample:
-            model.get_layer(f"{n}_downsample_1").set_weights(
-                _bn_weights(rq.arrays["mult"][1], None, sh, out_scale, steps[f"{n}_downsample_0"], -1.0))
+            bns.append((f"{n}_downsample_1", qnet.op(f"{n}_add"), 1, steps[f"{n}_downsample_0"], -1.0, False,
+                        excess[f"{n}_downsample_0"]))
     kf = (fc.arrays["weight"] * np.asarray(fc.attrs["weight_scales"])).astype(np.float32)
     kf = kf.reshape(1, 1, *kf.shape)
+    if "fc" in float_kernels:
+        kf = np.asarray(float_kernels["fc"], np.float32).reshape(kf.shape)
     model.get_layer("fc").set_weights([kf])
     pool_in = qnet.tensors[_op(qnet, ("avgpool",), "global_sum_pool", where).inputs[0]]
     hw = int(np.prod(pool_in.shape[:2]))
-    rq = qnet.op("bn2")
-    model.get_layer("bn2").set_weights(_bn_weights(rq.arrays["mult"][0], rq.arrays["bias"], rq.attrs["shift"],
-                                                   logits.scale, pool_in.scale * _linear_steps(kf, int(fc.attrs["bits"])),
-                                                   1.0 / hw))
+    bns.append(("bn2", qnet.op("bn2"), 0, pool_in.scale * _linear_steps(kf, int(fc.attrs["bits"])), 1.0 / hw, True, 0.0))
+    moments = None
+    if calib_images_uint8 is not None:
+        images = np.asarray(calib_images_uint8)[:STAT_IMAGES]
+        moments = _acc_moments(qnet, [rq.inputs[k] for _, rq, k, _, _, _, _ in bns], images)
+    for name, rq, k, lsb, coeff, with_bias, off in bns:
+        st = None
+        if moments is not None:
+            m, v = moments[rq.inputs[k]]
+            scale = coeff * np.asarray(lsb, np.float64)          # y = coeff * lsb * acc
+            st = (m * scale + coeff * off, v * scale * scale)     # y = coeff * (lsb * acc + excess)
+        model.get_layer(name).set_weights(_bn_weights(rq.arrays["mult"][k], rq.arrays["bias"] if with_bias else None,
+                                                      rq.attrs["shift"], qnet.tensors[rq.output].scale, lsb, coeff, st,
+                                                      off))
     return model
 
 
@@ -265,8 +330,11 @@ def init_model(init, bits=4, calib_images_uint8=None, **quant_options):
 
     init: the official checkpoint (.pth/.pt: quantized first with `adderflow quantize` defaults on
       `calib_images_uint8`, pass what `adderflow quantize --calib` would get, 512 train images by default;
-      `quant_options` are `flow.quant.QuantConfig` fields) or a QNet folder (qnet.json + qnet.npz; the
-      calibration images are not needed).
+      `quant_options` are `flow.quant.QuantConfig` fields) or a QNet folder (qnet.json + qnet.npz) or
+      QNet object. `calib_images_uint8` (uint8 NHWC) also give every BatchNorm the statistics of its
+      input (golden model, first STAT_IMAGES images), so that training-mode BN (batch statistics)
+      starts where the PTQ solution is; without them (QNet only) BN is a pure affine (mean 0,
+      var 1 - eps): the inference forward is the same, but training mode would re-normalise it.
     bits: one width for every adder layer and its input activation, or {adder layer name: bits} with an
       optional '*' for the others (e.g. {'*': 3, 'layer1_0_conv1': 4}); None keeps a QNet's own widths.
       From a checkpoint the PTQ runs at the '*' width (else the most common one); the others are then
@@ -277,9 +345,16 @@ def init_model(init, bits=4, calib_images_uint8=None, **quant_options):
     255, normalises with the CIFAR-10 mean/std and quantizes to int8 exactly as the QNet does. It outputs
     logits (no softmax): train with SparseCategoricalCrossentropy(from_logits=True). At initialisation its
     inference forward is the PTQ QNet's (same integers); `export_qnet(model)` gives the trained QNet.
+
+    Call it with training=True for gradients (model.fit does): the inference forward (training falsy,
+    model.predict / evaluate) is computed from the integer SADs, equals the golden model's integers and
+    carries no gradient. The adder kernels' gradients are rescaled per layer to an RMS of eta (AdderNet)
+    whatever the loss, so each adder weight moves by about lr * eta per SGD step: fine-tuning wants a
+    small lr (measured: 5 SGD steps at lr 0.005, momentum 0.9, batch 64 take the train-mode loss of the
+    official W4 init from 0.060 to 0.010).
     """
     if isinstance(init, QNet):
-        return resnet20_from_qnet(init, bits)
+        return resnet20_from_qnet(init, bits, calib_images_uint8)
     p = Path(init)
     if p.is_dir():
         from flow.qnet import load
@@ -288,7 +363,7 @@ def init_model(init, bits=4, calib_images_uint8=None, **quant_options):
             qnet = load(p)
         except (QNetError, ValueError, OSError) as exc:
             raise AdderFlowError(f"{p}: cannot read the QNet ({exc})") from None
-        return resnet20_from_qnet(qnet, bits, where=str(p))
+        return resnet20_from_qnet(qnet, bits, calib_images_uint8, where=str(p))
     from flow.importer import PYTORCH_SUFFIXES
 
     if not p.is_file():
@@ -297,11 +372,15 @@ def init_model(init, bits=4, calib_images_uint8=None, **quant_options):
         raise AdderFlowError(f"{p}: init must be the official .pth/.pt checkpoint or a QNet folder")
     if calib_images_uint8 is None:
         raise AdderFlowError(f"{p}: initialising from a checkpoint needs calibration images (PTQ runs first)")
-    from flow.quant import quantize
+    from flow.quant.api import load_graph, quantize
 
-    ptq_bits = _ptq_bits(bits)
-    qnet = quantize("resnet20", p, np.asarray(calib_images_uint8), bits=ptq_bits, **quant_options)
-    return resnet20_from_qnet(qnet, bits, where=str(p))
+    graph = load_graph("resnet20", p)
+    floats = {"conv1": graph.op("conv1").arrays["weight"],
+              "fc": graph.op("fc").arrays["weight"]}
+    for layer, (names, _) in _adder_ops().items():
+        floats[layer] = graph.op(names[0]).arrays["weight"]
+    qnet = quantize("resnet20", graph, np.asarray(calib_images_uint8), bits=_ptq_bits(bits), **quant_options)
+    return resnet20_from_qnet(qnet, bits, calib_images_uint8, where=str(p), float_kernels=floats)
 
 
 def _ptq_bits(bits) -> int:

@@ -55,6 +55,11 @@ def _check_positive(v, what):
     return f
 
 
+def _const(v, dtype):
+    """A Python number as a tensor of `dtype` (tf.cast of a Python float would pass through float32)."""
+    return tf.constant(v, dtype=dtype)
+
+
 def round_half_up(x):
     """floor(x + 0.5): the rounding of the requant shift and of the input quantization."""
     return tf.floor(x + 0.5)
@@ -108,8 +113,8 @@ class ActQuantizer(_Quantizer):
 
     def __call__(self, x):
         x = tf.convert_to_tensor(x)
-        s = tf.cast(self.scale, x.dtype)
-        c = tf.clip_by_value(x, tf.cast(0.0, x.dtype), tf.cast(self.alpha, x.dtype))
+        s = _const(self.scale, x.dtype)
+        c = tf.clip_by_value(x, _const(0.0, x.dtype), _const(self.alpha, x.dtype))
         return ste(c, tf.clip_by_value(round_half_up(c / s), 0.0, float(self.levels)) * s)
 
     def max(self):
@@ -134,7 +139,7 @@ class SignedQuantizer(_Quantizer):
 
     def __call__(self, x):
         x = tf.convert_to_tensor(x)
-        s = tf.cast(self.scale, x.dtype)
+        s = _const(self.scale, x.dtype)
         lo, hi = -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
         q = tf.clip_by_value(round_half_up(x / s), float(lo), float(hi))
         inside = tf.clip_by_value(x, lo * s, hi * s)
@@ -167,8 +172,8 @@ class AdderKernelQuantizer(_Quantizer):
 
     def __call__(self, w):
         w = tf.convert_to_tensor(w)
-        s = tf.cast(self.step, w.dtype)
-        c = tf.clip_by_value(w, tf.cast(0.0, w.dtype), tf.cast(self.alpha, w.dtype))
+        s = _const(self.step, w.dtype)
+        c = tf.clip_by_value(w, _const(0.0, w.dtype), _const(self.alpha, w.dtype))
         q = tf.clip_by_value(tf.round(c / s), 0.0, float(self.levels)) * s   # np.round, as quantize_adder
         return w + tf.stop_gradient(q - c)
 
@@ -231,10 +236,16 @@ def serialize(q):
 
 def deserialize(q):
     """A quantizer from an object, a `serialize` dict or a Keras-registered name dict."""
-    if q is None or isinstance(q, _Quantizer):
+    if q is None or isinstance(q, (_Quantizer, BaseQuantizer)):
         return q
     if isinstance(q, dict):
         name = str(q.get("class_name", "")).split(">")[-1]
         if name in QUANTIZERS:
             return QUANTIZERS[name].from_config(q.get("config", {}))
+        from qkeras.quantizers import get_quantizer
+
+        try:   # a qkeras quantizer (QATActivation is a QActivation; qkeras tools clone models with theirs)
+            return get_quantizer(q)
+        except (ValueError, TypeError):
+            pass
     raise AdderFlowError(f"unsupported QAT quantizer {q!r} (expected one of {', '.join(QUANTIZERS)})")

@@ -200,7 +200,6 @@ def build_qnet(graph: FloatGraph, stats: CalibStats, cfg: QuantConfig, calib_ima
             raise AdderFlowError(f"layer {fo.name}: groups={cfg.groups} exceeds its "
                                  f"{fo.arrays['weight'].shape[-1]} output channels")
     b = cfg.bits
-    L = (1 << b) - 1
     tensors: dict = {}
     qin_scale = stats.input_absmax / ((1 << (cfg.input_bits - 1)) - 1)
     tensors[graph.input] = TensorSpec(graph.input, tuple(graph.input_shape), cfg.input_bits, True, qin_scale, "act")
@@ -256,10 +255,12 @@ def build_qnet(graph: FloatGraph, stats: CalibStats, cfg: QuantConfig, calib_ima
             ops.append(Op("global_sum_pool", fo.name, [src], fo.output, {}, {}))
         elif fo.kind == "requant":
             if fo.attrs["relu"]:
+                # per-tensor widths (QAT export of mixed-precision models); the adder reading it follows
+                tb = int(cfg.extra.get("tensor_bits", {}).get(fo.output, b))
                 alpha = cfg.alpha_for(fo.output)
-                A = stats.mse_clamp(fo.output, b) if alpha == "mse" else stats.clamp(fo.output, alpha)
+                A = stats.mse_clamp(fo.output, tb) if alpha == "mse" else stats.clamp(fo.output, alpha)
                 A = A if A > 0 else 1.0   # an all-zero tensor: any scale represents it
-                out_spec = TensorSpec(fo.output, shape, b, False, A / L, "act")
+                out_spec = TensorSpec(fo.output, shape, tb, False, A / ((1 << tb) - 1), "act")
             else:
                 ob = cfg.output_bits
                 peak = stats.out_absmax.get(fo.output, 1.0) * 1.25
