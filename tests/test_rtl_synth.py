@@ -69,11 +69,11 @@ def make_build(tmp_path: Path, board="pynq-z2", report=True) -> Path:
         (rtl / f"layer_{name}.v").write_text(LAYER_V.format(name=name, rom=f"rom/{name}.hex"))
         (rtl / "rom" / f"{name}.hex").write_text("\n".join(ROM) + "\n")
         layers.append({"name": name, "module": f"layer_{name}", "kind": "adder2d", "rf": 1,
-                       "files": [f"layer_{name}.v"], "estimate_cycles": 10})
+                       "files": [f"layer_{name}.v"], "roms": [f"rom/{name}.hex"], "estimate_cycles": 10})
     (rtl / "af_top.v").write_text(TOP_V)
     from flow.boards import get_board
 
-    man = {"top": "af_top", "files": ["layer_a.v", "layer_b.v", "af_top.v"], "board": board,
+    man = {"top": "af_top", "word_bits": 64, "files": ["layer_a.v", "layer_b.v", "af_top.v"], "board": board,
            "part": get_board(board).part, "clock_mhz": 100.0, "layers": layers, "streams": []}
     (rtl / "manifest.json").write_text(json.dumps(man))
     if report:
@@ -209,3 +209,65 @@ def test_vivado_wins_over_yosys():
     fresh = {"board": "pynq-z2", "source": "estimate", "resources": {"source": "estimate", "LUT": 5}}
     apply_measured(fresh, previous=rep)
     assert fresh["yosys"] is rep["yosys"] and fresh["resources"]["source"] == "yosys"
+
+
+# ---- make bitstream IMPL=rtl -------------------------------------------------------------------------
+
+needs_tclsh = pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not installed")
+
+
+@needs_tclsh
+@pytest.mark.parametrize("board", ["pynq-z2", "kv260"])
+def test_rtl_overlay_tcl_packages_the_manifest_files(tmp_path, board):
+    from flow.board import bitstream
+
+    build = make_build(tmp_path, board=board)
+    res = bitstream.check_tcl(build, board, impl="rtl")
+    assert res["ip_vlnv"] == "adderflow.org:rtl:af_top:1.0" and res["rtl_top"] == "af_top"
+    assert (res["rtl_files"], res["rtl_data_files"]) == (3, 2)
+    params = (build / "vivado_rtl" / "params.tcl").read_text()
+    assert "set af_rtl_top {af_top}" in params and "{layer_a.v} {layer_b.v} {af_top.v}" in params
+    assert "{rom/a.hex} {rom/b.hex}" in params and "set af_ip_reset_active_low {0}" in params
+    entry = (build / "vivado_rtl" / "build_bitstream.tcl").read_text()
+    assert entry.index("package_rtl_ip.tcl") < entry.index("block_design.tcl")
+    pkg = (build / "vivado_rtl" / "package_rtl_ip.tcl").read_text()
+    assert "ipx::package_project" in pkg and "axis_rtl" in pkg
+    assert not (build / "vivado").exists()       # the HLS path's scripts are not touched
+
+
+@needs_tclsh
+def test_rtl_overlay_refuses_a_manifest_file_that_is_missing(tmp_path):
+    from flow.board import bitstream
+    from flow.errors import AdderFlowError
+
+    build = make_build(tmp_path)
+    (build / "rtl" / "rom" / "b.hex").unlink()
+    with pytest.raises(AdderFlowError, match="lists ROM rom/b.hex"):
+        bitstream.check_tcl(build, "pynq-z2", impl="rtl")
+
+
+@needs_tclsh
+@pytest.mark.skipif(shutil.which("vivado") is not None, reason="vivado is installed: this checks the exit without it")
+def test_make_bitstream_impl_rtl_exit_2_without_vivado(tmp_path):
+    build = make_build(tmp_path)
+    before = tree(build)
+    # A stand-in VENV: its install stamp is newer than pyproject.toml, so `make` never runs pip (a real VENV
+    # here would be reinstalled from this checkout), and its adderflow runs this checkout's CLI.
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "adderflow").write_text(f'#!/bin/sh\ncd {ROOT} && exec {sys.executable} -m flow "$@"\n')
+    (venv / "bin" / "adderflow").chmod(0o755)
+    stamp = venv / ".installed"
+    stamp.write_text("")
+    t = (ROOT / "pyproject.toml").stat().st_mtime + 3600
+    os.utime(stamp, (t, t))
+    r = subprocess.run(["make", "-s", "bitstream", "IMPL=rtl", "BOARD=pynq-z2", f"OUT={build}", f"VENV={venv}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "pip" not in r.stdout + r.stderr
+    assert r.returncode != 0
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("adderflow bitstream")]
+    assert len(err) == 1 and "vivado not on PATH" in err[0] and "dry-run in tclsh passed" in err[0], r.stderr
+    assert "make: *** [Makefile" in r.stderr and "Error 2" in r.stderr      # the CLI's exit 2, through make
+    after = tree(build)
+    assert {k: v for k, v in after.items() if k in before} == before       # everything produced before intact
+    assert "vivado_rtl/build_bitstream.tcl" in after and not any(k.startswith("bitstream") for k in after)
