@@ -198,8 +198,8 @@ def check_tcl(build, board: str, impl: str = "hls") -> dict:
            "set stub_added_files {}\n"
            "source [file join $af_script_dir package_rtl_ip.tcl]\n"
            "puts \"DRYRUN_PKG [list $stub_pkg_vl $stub_pkg_root] $stub_added_files\"\n" if impl == "rtl" else "")
-        + f"source [file join $af_script_dir settings.tcl]\n"
-        f"source [file join $af_script_dir block_design.tcl]\n"
+        + "source [file join $af_script_dir settings.tcl]\n"
+        "source [file join $af_script_dir block_design.tcl]\n"
         "puts \"DRYRUN $stub_counts\"\n")
     proc = subprocess.run([tclsh, str(driver)], capture_output=True, text=True, cwd=scratch)
     if proc.returncode != 0:
