@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from flow.outputs import MARKER
@@ -147,7 +148,7 @@ def test_manifest_missing_is_one_line(tmp_path):
     build = make_build(tmp_path)
     (build / "rtl" / "manifest.json").unlink()
     r = cli("synth", str(build), "--yosys")
-    assert r.returncode == 1 and "no RTL manifest" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "no manifest.json (run `adderflow rtl" in r.stderr and "Traceback" not in r.stderr
 
 
 @needs_yosys
@@ -271,3 +272,61 @@ def test_make_bitstream_impl_rtl_exit_2_without_vivado(tmp_path):
     after = tree(build)
     assert {k: v for k, v in after.items() if k in before} == before       # everything produced before intact
     assert "vivado_rtl/build_bitstream.tcl" in after and not any(k.startswith("bitstream") for k in after)
+
+
+# ---- recalibration (bench/rtl_vs_estimate.py) and the estimator reading it ---------------------------
+
+def _bench():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import rtl_vs_estimate
+
+    return rtl_vs_estimate
+
+
+def test_fit_recovers_term_scales_from_layers():
+    """Layers whose yosys LUTs are 1.3 x lanes + 0.5 x weights: the fit finds those scales, not per layer."""
+    b = _bench()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        terms = {"adder.lanes": float(rng.integers(500, 5000)), "adder.weights": float(rng.integers(50, 800))}
+        lut = 1.3 * terms["adder.lanes"] + 0.5 * terms["adder.weights"]
+        rows.append({"name": f"l{i}", "terms": terms, "yosys": {"LUT": lut}})
+    s = b.fit_scales(rows, ridge=1e-6)
+    assert s["adder.lanes"] == pytest.approx(1.3, rel=1e-3) and s["adder.weights"] == pytest.approx(0.5, rel=1e-2)
+    assert all(abs(b.predicted_lut(r, s) / r["yosys"]["LUT"] - 1) < 0.01 for r in rows)
+
+
+def test_estimator_applies_the_lut_scales(tmp_path, monkeypatch):
+    from flow.boards import get_board
+    from flow.hls.random_qnet import random_qnet
+    from flow.report import calibration
+    from flow.report.estimate import Estimator
+
+    net = random_qnet(3)
+    raw = Estimator(net, get_board("pynq-z2"), 100, lut_calibration=False).run()
+    csv_p = tmp_path / "lut_calibration.csv"
+    csv_p.write_text("family,term,scale,fitted_on_layers,tool,made_by\nxc7,adder.lanes,2.0,3,Yosys 0.23,test\n")
+    monkeypatch.setattr(calibration, "LUT_CALIBRATION_CSV", csv_p)
+    import flow.report.estimate as est_mod
+
+    monkeypatch.setattr(est_mod, "lut_scales", lambda fam: calibration.lut_scales(fam, csv_p))
+    cal = Estimator(net, get_board("pynq-z2"), 100).run()
+    for r, c in zip(raw["per_layer"], cal["per_layer"]):
+        lanes = r["parts"].get("lanes", {}).get("LUT", 0)
+        want = r["resources"]["LUT"] + (lanes if r["kind"] == "adder2d" else 0)
+        assert c["resources"]["LUT"] == pytest.approx(want, abs=0.2), r["name"]
+    assert any(r["kind"] == "adder2d" for r in raw["per_layer"])
+
+
+def test_cnn_twin_has_conv_layers_with_the_adder_weights():
+    from flow.hls.random_qnet import random_qnet
+
+    net = random_qnet(3)
+    twin = _bench().cnn_twin_qnet(net)
+    assert not any(o.kind == "adder2d" for o in twin.ops)
+    for a, t in zip(net.ops, twin.ops):
+        assert a.name == t.name
+        if a.kind == "adder2d":
+            assert t.kind == "conv2d" and np.array_equal(a.arrays["weight"], t.arrays["weight"])
+    twin.validate()          # every accumulator re-sized for products

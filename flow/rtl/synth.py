@@ -26,9 +26,9 @@ from pathlib import Path
 from flow.boards import Board, get_board
 from flow.errors import AdderFlowError, ToolMissingError
 from flow.report.calibration import FAMILY_OF_BOARD
+from flow.rtl.generate import MANIFEST
 
 SOURCE = "yosys"
-MANIFEST = "manifest.json"
 RESOURCES = ("LUT", "FF", "BRAM_18K", "DSP", "CARRY")
 WHOLE = "(whole design)"   # the key of the whole-design run among the per-layer ones
 DEFAULT_TIMEOUT_S = 3600
@@ -119,14 +119,12 @@ def find_yosys() -> str:
 # ---- what to run ----------------------------------------------------------------------------------
 
 def load_manifest(rtl_dir) -> dict:
-    """BUILD/rtl/manifest.json (written by `adderflow rtl`), checked for what synthesis reads."""
+    """BUILD/rtl/manifest.json (read by the harness's one reader), checked for what synthesis reads: the
+    keys, and every Verilog file it lists present in BUILD/rtl."""
+    from flow.rtl.harness import load_manifest as read_manifest
+
     p = Path(rtl_dir) / MANIFEST
-    if not p.is_file():
-        raise AdderFlowError(f"{p}: no RTL manifest (run `adderflow rtl BUILD` first)")
-    try:
-        man = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise AdderFlowError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    man = read_manifest(rtl_dir)
     for key in ("top", "files", "layers"):
         if key not in man:
             raise AdderFlowError(f"{p}: no '{key}' entry")
