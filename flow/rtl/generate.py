@@ -251,7 +251,8 @@ def _realise(design: Design, p: Process, fused: dict) -> None:
         b, _, _ = _tensor_bits(net, op.inputs[0])
         acc = net.tensors[op.output].bits
         p.estimate_cycles = h * w + schedule.PIPELINE_DEPTH["pool"]
-        body = _inst("af_sum_pool", {"H": h, "W": w, "C": c, "B": b, "ACC_BITS": acc}, "u_pool",
+        sg = net.tensors[op.inputs[0]].signed
+        body = _inst("af_sum_pool", {"H": h, "W": w, "C": c, "B": b, "ACC_BITS": acc, "SIGNED": int(sg)}, "u_pool",
                      {"clk": "clk", "rst": "rst", **_stream_conns("s", "s_valid", "s_ready", "s_data"),
                       **_stream_conns("m", "m_valid", "m_ready", "m_data")})
         p.library += ["af_sum_pool.v"]
@@ -302,15 +303,34 @@ def _clone(design: Design, p: Process) -> None:
 
 
 def _requant_rom(op, csd: bool) -> tuple:
-    """(words, params) of a requant ROM: word c = {bias[c], mult[N-1,c], ..., mult[0,c]} (mult k at bits
-    [(k+1)*MB-1 : k*MB], bias above them), two's complement."""
+    """(words, params) of af_requant's ROM (its header): word c holds bias[c] (BIAS_BITS) at bit 0, then per
+    input k either mult[k, c] (MULT_BITS, csd False) or the CSD_TERMS terms of mult[k, c] from
+    schedule.csd_tables, each (exponent EXP_BITS, sign 2 bits: 01 = +1, 11 = -1, 00 = unused)."""
     mult = np.asarray(op.arrays["mult"], np.int64)
     bias = np.asarray(op.arrays["bias"], np.int64)
     n, c = mult.shape
-    mb, bb = _sbits(mult), _sbits(bias)
-    words = [_hex(_pack(list(mult[:, ch]), mb) | ((int(bias[ch]) & ((1 << bb) - 1)) << (n * mb)), n * mb + bb)
+    bb = _sbits(bias)
+    params = {"BIAS_BITS": bb}
+    if csd:
+        exps, signs, t = schedule.csd_tables(mult)       # entry [t, k*C + c]
+        eb = max(1, int(exps.max()).bit_length())
+        tb = eb + 2
+        fields = []
+        for ch in range(c):
+            word = int(bias[ch]) & ((1 << bb) - 1)
+            for k in range(n):
+                for j in range(t):
+                    e, sg = int(exps[j, k * c + ch]), int(signs[j, k * c + ch])
+                    code = {1: 0b01, -1: 0b11, 0: 0b00}[sg]
+                    word |= (e | (code << eb)) << (bb + (k * t + j) * tb)
+            fields.append(_hex(word, bb + n * t * tb))
+        params.update({"MULT_BITS": _sbits(mult), "CSD_TERMS": t, "EXP_BITS": eb})
+        return fields, params
+    mb = _sbits(mult)
+    words = [_hex((int(bias[ch]) & ((1 << bb) - 1)) | (_pack(list(mult[:, ch]), mb) << bb), bb + n * mb)
              for ch in range(c)]
-    return words, {"MULT_BITS": mb, "BIAS_BITS": bb}
+    params["MULT_BITS"] = mb
+    return words, params
 
 
 def _requant_inst(design: Design, p: Process, op, inst_prefix: str, in_ports: list, out_port: str,
@@ -345,9 +365,9 @@ def _requant_inst(design: Design, p: Process, op, inst_prefix: str, in_ports: li
     if len(rq_in) > 1:
         conns.update(_stream_conns("s1", f"{in_ports[1]}_valid", f"{in_ports[1]}_ready", f"{in_ports[1]}_data"))
     else:
-        # one input: the residual port is held idle (its ready is not used)
+        # one input: the residual port is tied to 0 (af_requant's header) and its ready left unread
         lines += ["    wire s1_unused_ready;"]
-        conns.update({"s1_valid": "1'b0", "s1_ready": "s1_unused_ready", "s1_data": "1'b0"})
+        conns.update({"s1_valid": "1'b0", "s1_ready": "s1_unused_ready", "s1_data": f"{c}'b0"})
     conns.update(_stream_conns("m", f"{out_port}_valid", f"{out_port}_ready", f"{out_port}_data"))
     return lines + _inst("af_requant", params, f"u_{inst_prefix}_rq", conns)
 
@@ -390,9 +410,11 @@ def _window(design: Design, p: Process, op, rq) -> None:
         gm = np.asarray(op.arrays["group_in_mult"], np.int64)
         gs = np.asarray(op.arrays["group_in_shift"], np.int64)
         n_g = len(gm)
+        giw = max(1, int(n_g - 1).bit_length())
         gmb = _sbits(gm)
-        lane_params.update({"G": n_g, "GROUP_OF": _vparam(goc, 8), "GMULT_BITS": gmb, "GMULT": _vparam(gm, gmb),
-                            "GSHIFT": _vparam(gs, 8), "ROM_FILE": f'"{rom}"'})
+        gsb = max(1, int(gs.max()).bit_length())
+        lane_params.update({"G": n_g, "GIW": giw, "GMB": gmb, "GSB": gsb, "GROUP_OF": _vparam(goc, giw),
+                            "GMULT": _vparam(gm, gmb), "GSHIFT": _vparam(gs, gsb), "ROM_FILE": f'"{rom}"'})
         body += _inst("af_sad_array", lane_params, "u_lanes", {**lanes_conns, **out_acc})
         p.library += ["af_sad_array.v"]
         what = f"adder layer {op.name}: |a - w| lanes"
@@ -468,7 +490,7 @@ def _top(design: Design) -> str:
                                 f"{design.input_stream}_in_data"), "status": "status"})
     ob, osg, oc = _tensor_bits(net, net.output)
     so = design.output_stream
-    L += _inst("af_axis_out", {"VALUES": lout.values, "VALUE_BITS": ob, "LANE_BITS": lout.lane_bits,
+    L += _inst("af_axis_out", {"VALUES": lout.values, "VALUE_BITS": ob,
                                "SIGNED": int(osg), "WORD_BITS": WORD_BITS, "C": oc}, "u_axis_out",
                {"clk": "clk", "rst": "rst", **_stream_conns("s", f"{so}_out_valid", f"{so}_out_ready", f"{so}_out_data"),
                 "m_axis_tdata": "m_axis_tdata", "m_axis_tvalid": "m_axis_tvalid", "m_axis_tready": "m_axis_tready",
