@@ -23,6 +23,9 @@ def add_arguments(p):
                    help="also synthesise the whole design, top af_top (the default)")
     p.add_argument("--no-whole", dest="whole", action="store_false", help="layers only")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per yosys run (default 3600)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="a run that fails or times out is recorded (report.json yosys.failed) and the others go on; "
+                        "exit 1 at the end if any failed")
     p.add_argument("--force", action="store_true", help="replace BUILD/rtl/yosys and the report's yosys section")
 
 
@@ -43,10 +46,13 @@ def run(args) -> int:
         if not layers:
             raise AdderFlowError(f"--layers {args.layers!r} names no layer")
     sec = synth.synth_build(build, board=args.board, layers=layers, whole=args.whole, jobs=args.jobs,
-                            force=args.force, timeout_s=args.timeout, progress=synth.log)
+                            force=args.force, timeout_s=args.timeout, progress=synth.log, keep_going=args.keep_going)
     t = sec["total"]
     print(f"adderflow synth: {sec['tool']} on {sec['part']} ({t['what']}): LUT {t['LUT']}, FF {t['FF']}, "
           f"BRAM_18K {t['BRAM_18K']}, DSP {t['DSP']}, CARRY {t['CARRY']}; {len(sec['layers'])} layer(s) in "
           f"{sec['wall_s']['layers']:.1f} s, whole design {sec['wall_s']['whole'] or '-'} s; "
           f"logs in {build / 'rtl' / 'yosys'}, figures in {build / 'report.json'} (\"yosys\")")
+    if sec.get("failed"):
+        name, err = next(iter(sec["failed"].items()))
+        raise AdderFlowError(f"{len(sec['failed'])} yosys run(s) failed (report.json yosys.failed), first {name}: {err}")
     return 0

@@ -2,7 +2,7 @@
 
     runs = synth_runs(manifest, board, layers=None, whole=True)   # what to synthesise (checked, nothing run)
     results = run_all(rtl_dir, runs, log_dir, jobs=2)             # yosys, --jobs at a time; logs in log_dir
-    section = yosys_section(results, board)                       # report.json["yosys"]
+    section = yosys_section(results, board, version, jobs)        # report.json["yosys"]
 
 Counts come from yosys `stat -json` (cells by type after synth_xilinx): `cell_counts` is the one place
 that says which Xilinx primitives are LUTs, flip-flops, BRAM18K halves, DSPs and carry chains; the PE
@@ -167,17 +167,21 @@ def synth_one(yosys: str, rtl_dir, run: dict, family: str, log_dir, timeout_s: f
     I/O buffers are inserted (they would add one IBUF/OBUF per port bit that Vivado would not have)."""
     rtl_dir, log_dir = Path(rtl_dir).resolve(), Path(log_dir).resolve()
     base = log_name(run)
-    log, stat = log_dir / f"{base}.log", log_dir / f"{base}.stat.json"
+    log, stat, stat_txt = log_dir / f"{base}.log", log_dir / f"{base}.stat.json", log_dir / f".{base}.stat.txt"
     files = " ".join(run["files"])
-    script = (f"read_verilog -sv {files}; synth_xilinx -family {family} -noiopad -top {run['top']}; stat; "
-              f"tee -q -o {stat} stat -json")
+    script = (f"read_verilog -sv {files}; synth_xilinx -family {family} -noiopad -top {run['top']}; "
+              f"tee -q -o {stat_txt} stat; tee -q -o {stat} stat -json")
+    # The log is the command, yosys's warnings and errors (-q) and the text stat: yosys's full log (-l) of
+    # one ResNet-20 layer reaches a gigabyte (every optimisation step of every cell) and slows the run.
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([yosys, "-q", "-l", str(log), "-p", script], cwd=rtl_dir, capture_output=True,
-                              text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
+        proc = subprocess.run([yosys, "-q", "-p", script], cwd=rtl_dir, capture_output=True, text=True,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        _write_log(log, yosys, script, rtl_dir, exc.stdout, exc.stderr, None, f"timed out after {timeout_s:.0f} s")
         raise AdderFlowError(f"yosys on {run['top']} ran past {timeout_s:.0f} s (log: {log})") from None
     wall = time.perf_counter() - t0
+    _write_log(log, yosys, script, rtl_dir, proc.stdout, proc.stderr, stat_txt, f"exit {proc.returncode}, {wall:.1f} s")
     if proc.returncode != 0 or not stat.is_file():
         err = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if "ERROR" in ln]
         raise AdderFlowError(f"yosys failed on {run['top']} (exit {proc.returncode}): "
@@ -187,11 +191,23 @@ def synth_one(yosys: str, rtl_dir, run: dict, family: str, log_dir, timeout_s: f
             "log": str(log.relative_to(rtl_dir)) if log.is_relative_to(rtl_dir) else str(log)}
 
 
+def _write_log(log: Path, yosys: str, script: str, cwd: Path, out, err, stat_txt: Path | None, how: str) -> None:
+    def text(v):
+        return v.decode(errors="replace") if isinstance(v, bytes) else (v or "")
+
+    parts = [f"# {yosys} -q -p '{script}'", f"# cwd {cwd}", f"# {how}", "", text(out), text(err)]
+    if stat_txt is not None and stat_txt.is_file():
+        parts.append(stat_txt.read_text())
+        stat_txt.unlink()
+    log.write_text("\n".join(parts))
+
+
 def run_all(rtl_dir, runs: list[dict], log_dir, family: str, jobs: int = 2, yosys: str | None = None,
-            timeout_s: float = DEFAULT_TIMEOUT_S, progress=print) -> list[dict]:
+            timeout_s: float = DEFAULT_TIMEOUT_S, progress=print, keep_going: bool = False) -> list[dict]:
     """Every run, `jobs` yosys processes at a time (the work is in the child processes, so a thread per
     slot waiting on its yosys is the pool), a progress line per finished run. Results in `runs` order.
-    A failing run stops the rest (those not yet started) and raises its one-line error."""
+    A failing run stops the rest (those not yet started) and raises its one-line error; with keep_going
+    it becomes {"name", "top", "error"} and the others go on (a slow layer does not cost the others)."""
     if jobs < 1:
         raise AdderFlowError(f"--jobs must be >= 1, got {jobs}")
     yosys = yosys or find_yosys()
@@ -202,10 +218,18 @@ def run_all(rtl_dir, runs: list[dict], log_dir, family: str, jobs: int = 2, yosy
         futs = {pool.submit(synth_one, yosys, rtl_dir, r, family, log_dir, timeout_s): i for i, r in enumerate(runs)}
         try:
             for fut in _as_completed(futs):
-                res = fut.result()
+                try:
+                    res = fut.result()
+                except AdderFlowError as exc:
+                    if not keep_going:
+                        raise
+                    r = runs[futs[fut]]
+                    res = {"name": r["name"], "top": r["top"], "error": str(exc)}
                 results[futs[fut]] = res
                 done += 1
-                if progress:
+                if progress and "error" in res:
+                    progress(f"[synth] {done}/{len(runs)} {res['name']} ({res['top']}): FAILED: {res['error']}")
+                elif progress:
                     progress(f"[synth] {done}/{len(runs)} {res['name']} ({res['top']}): LUT {res['LUT']}, "
                              f"FF {res['FF']}, BRAM_18K {res['BRAM_18K']}, DSP {res['DSP']}, CARRY {res['CARRY']} "
                              f"in {res['wall_s']:.1f} s (total {time.perf_counter() - t0:.0f} s)")
@@ -228,22 +252,27 @@ def yosys_section(results: list[dict], board, version: str, jobs: int) -> dict:
     `layers_sum` is the per-layer sum, always."""
     b = board if isinstance(board, Board) else get_board(str(board))
     keep = RESOURCES + ("LUT_as_memory", "latches", "wall_s", "top", "log")
+    failed = {r["name"]: r["error"] for r in results if "error" in r}
+    results = [r for r in results if "error" not in r]
     layers = {r["name"]: {k: r[k] for k in keep} for r in results if r["name"] != WHOLE}
     whole = next((r for r in results if r["name"] == WHOLE), None)
     lsum = {k: sum(L[k] for L in layers.values()) for k in RESOURCES}
     sec = {"source": SOURCE, "tool": version, "part": b.part, "board": b.name, "family": family_of(b),
            "command": "synth_xilinx -family {} -noiopad -top TOP; stat -json".format(family_of(b)),
            "jobs": int(jobs), "total": ({k: whole[k] for k in keep} | {"what": "whole design"} if whole else
-                                        {**lsum, "what": "sum of the synthesised layers (no --whole run)"}),
+                                        {**lsum, "what": "sum of the synthesised layers (" + (
+                                            "the whole-design run failed)" if WHOLE in failed else "no --whole run)")}),
            "layers": layers, "layers_sum": lsum,
            "wall_s": {"layers": round(sum(L["wall_s"] for L in layers.values()), 2),
                       "whole": whole["wall_s"] if whole else None},
            "note": "yosys synth_xilinx mapping, not Vivado: LUT counts include INV cells and LUTs as memory"}
+    if failed:
+        sec["failed"] = failed
     return sec
 
 
 def synth_build(build, board=None, layers=None, whole: bool = True, jobs: int = 2, force: bool = False,
-                timeout_s: float = DEFAULT_TIMEOUT_S, progress=print) -> dict:
+                timeout_s: float = DEFAULT_TIMEOUT_S, progress=print, keep_going: bool = False) -> dict:
     """`adderflow synth BUILD --yosys`: runs into a temporary log folder, swapped in as BUILD/rtl/yosys
     when every run passed; report.json["yosys"] merged (report.md re-rendered). Returns the section."""
     build = Path(build)
@@ -268,9 +297,12 @@ def synth_build(build, board=None, layers=None, whole: bool = True, jobs: int = 
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        results = run_all(rtl_dir, runs, tmp, fam, jobs, yosys, timeout_s, progress)
+        results = run_all(rtl_dir, runs, tmp, fam, jobs, yosys, timeout_s, progress, keep_going)
+        if all("error" in r for r in results):
+            raise AdderFlowError(f"every yosys run failed, first: {results[0]['error']}")
         for r in results:   # logs are named for where they will live
-            r["log"] = str(Path("yosys") / Path(r["log"]).name)
+            if "log" in r:
+                r["log"] = str(Path("yosys") / Path(r["log"]).name)
         section = yosys_section(results, b, version, jobs)
         (tmp / "yosys.json").write_text(json.dumps(section, indent=1))
         if final.exists():
