@@ -95,9 +95,6 @@ def testbench(module: str, params: dict, inputs: list, outputs: list, n_in: dict
     def q(path):
         return '"' + str(path).replace("\\", "/") + '"'
 
-    def pval(v):
-        return q(v) if isinstance(v, (str, Path)) else str(int(v))
-
     L = ["`timescale 1ns/1ps", "module tb(input clk);",
          "    integer cycle = 0;",
          "    reg rst = 1'b1;",
@@ -151,7 +148,7 @@ def testbench(module: str, params: dict, inputs: list, outputs: list, n_in: dict
         body.append("        $fwrite(f_mon, \"" + " ".join(["%h"] * len(monitors)) + "\\n\", "
                     + ", ".join(f"mon_{n}" for n, _ in monitors) + ");")
     L += mon_decl
-    pstr = ", ".join(f".{k}({pval(v)})" for k, v in params.items())
+    pstr = ", ".join(f".{k}({_gvalue(v)})" for k, v in params.items())
     L.append(f"    {module} {'#(' + pstr + ') ' if params else ''}dut ({', '.join(ports)});")
     L.append("    initial begin")
     for s in inputs:
@@ -235,7 +232,8 @@ def simulate(module: str, params: dict, inputs: dict, outputs: dict, workdir, *,
              in_bits: dict | None = None, out_bits: dict | None = None, out_signed: dict | None = None,
              n_out: dict | None = None, lanes: dict | None = None, p_gap: float = 0.0, p_stall: float = 0.0,
              seed: int = 1, max_cycles: int = 200000, monitors: list | None = None) -> SimResult:
-    """Run `module` (from rtl/<module>.v unless `sources`) with `params`.
+    """Run `module` (from rtl/<module>.v unless `sources`) with `params` (ints, strings, or (value, bits)
+    tuples for wide packed parameters).
 
     inputs: {stream: (beats, fields) int array}; in_bits: {stream: bits per field} (beat = fields*bits).
     outputs: {stream: fields per beat}; out_bits/out_signed: per stream; n_out: {stream or "m.i": beats
@@ -299,15 +297,27 @@ def simulate(module: str, params: dict, inputs: dict, outputs: dict, workdir, *,
     return res
 
 
+def packed(fields, bits: int) -> tuple:
+    """A packed parameter (value, width): field k in bits [(k+1)*bits-1 : k*bits], two's complement."""
+    return pack_beats(np.asarray([list(fields)]), bits)[0], bits * len(fields)
+
+
+def _gvalue(v) -> str:
+    """A parameter value as Verilog: (value, bits) a sized hex literal (packed parameters > 32 bits)."""
+    if isinstance(v, tuple):
+        return f"{int(v[1])}'h{int(v[0]) & ((1 << int(v[1])) - 1):x}"
+    return f'"{v}"' if isinstance(v, (str, Path)) else str(int(v))
+
+
 def lint(module: str, params: dict | None = None, sources=None) -> str:
     """verilator --lint-only -Wall of one module (with parameter overrides); raises on any warning."""
     srcs = [str(p) for p in (sources or [RTL_DIR / f"{module}.v"])]
-    gs = [f"-G{k}={v if not isinstance(v, str) else chr(34) + v + chr(34)}" for k, v in (params or {}).items()]
+    gs = [f"-G{k}={_gvalue(v)}" for k, v in (params or {}).items()]
     return _run(["verilator", "--lint-only", "-Wall", "--top-module", module, *gs, *srcs], RTL_DIR, "verilator lint")
 
 
 def yosys_parse(module: str, sources=None, params: dict | None = None) -> str:
     """yosys 0.23: read_verilog -sv and a generic synth of `module` (the contract's parse check)."""
     srcs = " ".join(str(p) for p in (sources or [RTL_DIR / f"{module}.v"]))
-    chp = "".join(f"chparam -set {k} {v} {module}; " for k, v in (params or {}).items())
+    chp = "".join(f"chparam -set {k} {_gvalue(v)} {module}; " for k, v in (params or {}).items())
     return _run(["yosys", "-q", "-p", f"read_verilog -sv {srcs}; {chp}synth -top {module}"], RTL_DIR, "yosys")

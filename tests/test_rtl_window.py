@@ -2,8 +2,9 @@
 arrays, each simulated on its own against numpy (bit-exact), with random gaps on s_valid, random
 back-pressure on m_ready and images back to back; every module lint-clean and parsed by yosys.
 
-Simulation is iverilog (no C++ compile, so each case costs well under a second); one case per module
-family also runs under Verilator, the simulator of `adderflow cosim`, to hold both to the same result.
+Simulation is iverilog (no C++ compile, so each case costs well under a second); the two window chains
+(window + SAD lanes, window + MAC lanes) also run under Verilator, the simulator of `adderflow cosim`,
+to hold both simulators to the same result (each Verilator build is ~10 s of C++ on a loaded core).
 """
 
 import shutil
@@ -23,8 +24,9 @@ def need(sim):
 
 # ---- af_fifo / af_clone ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sim,depth", [("iverilog", 1), ("iverilog", 5), ("verilator", 4)])
-def test_fifo_order_and_count(tmp_path, sim, depth):
+@pytest.mark.parametrize("depth", [1, 5])
+def test_fifo_order_and_count(tmp_path, depth):
+    sim = "iverilog"
     need(sim)
     x = np.random.default_rng(depth).integers(0, 1 << 12, size=(200, 1))
     cw = int(depth).bit_length()
@@ -50,8 +52,8 @@ def test_fifo_full_rate(tmp_path):
     assert np.all(np.diff(r.out_cycles["m"]) == 1)
 
 
-@pytest.mark.parametrize("sim", ["iverilog", "verilator"])
-def test_clone_each_output_gets_each_beat_once(tmp_path, sim):
+def test_clone_each_output_gets_each_beat_once(tmp_path):
+    sim = "iverilog"
     need(sim)
     n = 3
     x = np.random.default_rng(7).integers(0, 1 << 10, size=(150, 1))
@@ -70,7 +72,13 @@ def test_clone_each_output_gets_each_beat_once(tmp_path, sim):
 CORE_MODULES = {"af_fifo": [{"W": 8, "DEPTH": 1}, {"W": 8, "DEPTH": 16}], "af_clone": [{"W": 8, "N": 2}],
                 "af_window": [{}, {"K": 1, "STRIDE": 2, "PAD_T": 0, "PAD_B": 0, "PAD_L": 0, "PAD_R": 0},
                               {"H": 32, "W": 32, "C": 16, "B": 4, "STRIDE": 2},
-                              {"PAD_T": 2, "PAD_B": 0, "PAD_L": 1, "PAD_R": 2, "STRIDE": 3}]}
+                              {"PAD_T": 2, "PAD_B": 0, "PAD_L": 1, "PAD_R": 2, "STRIDE": 3}],
+                "af_sad_array": [{}, {"RF": 9}, {"N_IN": 144, "COUT": 16, "RF": 16, "XB": 4, "WB": 5, "ACC_BITS": 12,
+                                                  "lint_only": 1},
+                                 {"RF": 3, "G": 2, "GMB": 9, "GSB": 4, "GROUP_OF": (0b0110, 4),
+                                  "GMULT": (0x0FF00, 18), "GSHIFT": (0x80, 8)}],
+                "af_mac_array": [{}, {"RF": 9}, {"RF": 3, "X_SIGNED": 0},
+                                 {"N_IN": 27, "COUT": 16, "RF": 3, "ACC_BITS": 20}]}
 
 
 @pytest.mark.parametrize("module", sorted(CORE_MODULES))
@@ -79,8 +87,11 @@ def test_lint_and_yosys(module):
         if shutil.which(t) is None:
             pytest.skip(f"{t} not on PATH (needed to lint / parse the RTL)")
     for params in CORE_MODULES[module]:
+        params = dict(params)
+        lint_only = params.pop("lint_only", 0)   # a ResNet-20-sized array: yosys takes minutes on it
         rtl_sim.lint(module, params)
-        rtl_sim.yosys_parse(module, params=params)
+        if not lint_only:
+            rtl_sim.yosys_parse(module, params=params)
 
 
 # ---- af_window -------------------------------------------------------------------------------------------
@@ -149,9 +160,238 @@ def test_window_one_padded_position_per_cycle(tmp_path):
     np.testing.assert_array_equal(np.diff(starts), (h + pads[0] + pads[1]) * (w + pads[2] + pads[3]))
 
 
-def test_window_verilator_matches(tmp_path):
+# ---- window + lane array chains ------------------------------------------------------------------------
+
+def weight_rom(path, w_hwio, rf, wb):
+    """The lane arrays' ROM: word r, field f*M + m = W[m*RF + r, f] at wb bits (af_sad_array header)."""
+    w2 = np.asarray(w_hwio).reshape(-1, w_hwio.shape[-1])         # (N_IN, COUT), tap order of af_window
+    n_in, cout = w2.shape
+    lanes = n_in // rf
+    words = [[w2[m * rf + r, f] for f in range(cout) for m in range(lanes)] for r in range(rf)]
+    digits = -(-cout * lanes * wb // 4)
+    path.write_text("".join(f"{v:0{digits}x}\n" for v in rtl_sim.pack_beats(np.array(words, dtype=object), wb)))
+    return path
+
+
+def chain_source(path, window: dict, array: str, aparams: dict, acc_bits: int, cout: int):
+    """A test top: af_window -> (array) with the stream ports of the pair."""
+    def plist(p):
+        return ", ".join(f".{k}({rtl_sim._gvalue(v)})" for k, v in p.items())
+    k, c, b = window["K"], window["C"], window["B"]
+    path.write_text(f"""module chain (input wire clk, input wire rst,
+    input wire s_valid, output wire s_ready, input wire [{c * b - 1}:0] s_data,
+    output wire m_valid, input wire m_ready, output wire [{cout * acc_bits - 1}:0] m_data);
+    wire w_valid, w_ready;
+    wire [{k * k * c * b - 1}:0] w_data;
+    af_window #({plist(window)}) win (.clk(clk), .rst(rst), .s_valid(s_valid), .s_ready(s_ready), .s_data(s_data),
+        .m_valid(w_valid), .m_ready(w_ready), .m_data(w_data));
+    {array} #({plist(aparams)}) lanes (.clk(clk), .rst(rst), .s_valid(w_valid), .s_ready(w_ready), .s_data(w_data),
+        .m_valid(m_valid), .m_ready(m_ready), .m_data(m_data));
+endmodule
+""")
+    return [path, RTL_DIR / "af_window.v", RTL_DIR / f"{array}.v"]
+
+
+def sad_layer(rng, cin, cout, k, xb, groups):
+    """A random adder2d layer: HWIO weights of (xb+1)-bit range, groups with rescale (one identity)."""
+    from flow.qnet import bits_for
+
+    wb = xb + 2
+    w = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), size=(k, k, cin, cout))
+    goc = rng.integers(0, groups, size=cout)
+    goc[:groups] = np.arange(groups)                  # every group used
+    gshift = rng.integers(1, 9, size=groups)
+    gmult = rng.integers(1, 3 << gshift)
+    gmult[0] = 0                                      # group 0: the identity (QNet: mult == 0)
+    return {"w": w, "wb": wb, "goc": goc, "gmult": gmult, "gshift": gshift,
+            "gmb": max(bits_for(0, int(gmult.max()))[0] + 1, 2), "gsb": max(int(gshift.max()).bit_length(), 1)}
+
+
+def sad_golden(x, layer, xb, stride, pads):
+    from flow.golden import rescale_activation
+    from flow.kernels import sad2d_grouped
+
+    hi = (1 << xb) - 1
+    versions = np.stack([rescale_activation(x, int(m), int(s), hi) for m, s in zip(layer["gmult"], layer["gshift"])])
+    return sad2d_grouped(versions, layer["w"], layer["goc"], stride, pads)
+
+
+def sad_params(layer, n_in, cout, rf, xb, acc_bits, rom):
+    g = len(layer["gmult"])
+    giw = max((g - 1).bit_length(), 1)
+    return {"N_IN": n_in, "COUT": cout, "RF": rf, "XB": xb, "WB": layer["wb"], "ACC_BITS": acc_bits, "G": g,
+            "GIW": giw, "GMB": layer["gmb"], "GSB": layer["gsb"], "GROUP_OF": rtl_sim.packed(layer["goc"], giw),
+            "GMULT": rtl_sim.packed(layer["gmult"], layer["gmb"]), "GSHIFT": rtl_sim.packed(layer["gshift"], layer["gsb"]),
+            "ROM_FILE": str(rom)}
+
+
+def run_sad_chain(tmp_path, geom, cout, rf, groups, n_images=2, seed=0, sim="iverilog", **kw):
+    """Random layer + images through af_window -> af_sad_array; returns (result, golden (beats, COUT), g)."""
+    from flow.hls.schedule import WindowGeometry
+
+    h, w, c, xb, k, s, pads = geom
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    layer = sad_layer(rng, c, cout, k, xb, groups)
+    x = rng.integers(0, 1 << xb, size=(n_images, h, w, c))
+    want = sad_golden(x, layer, xb, s, pads)
+    n_in = k * k * c
+    acc_bits = int(want.max()).bit_length() + 1
+    rom = weight_rom(tmp_path / "w.hex", layer["w"], rf, layer["wb"])
+    srcs = chain_source(tmp_path / "chain.v", window_params(h, w, c, xb, k, s, pads), "af_sad_array",
+                        sad_params(layer, n_in, cout, rf, xb, acc_bits, rom), acc_bits, cout)
+    r = simulate("chain", {}, {"s": x.reshape(-1, c)}, {"m": cout}, tmp_path / "sim", sources=srcs, sim=sim,
+                 in_bits={"s": xb}, out_bits={"m": acc_bits}, n_out={"m": want.size // cout}, **kw)
+    ho, wo = want.shape[1:3]
+    g = WindowGeometry(h, w, c, ho, wo, cout, k, k, s, *pads)
+    return r, want.reshape(-1, cout), g
+
+
+# (geometry, COUT, RF, groups): RF 1, a middle divisor and N_IN; groups 1 and 2 (one rescaled)
+SAD_CASES = {
+    "3x3_rf1_g2": ((6, 5, 3, 4, 3, 1, (1, 1, 1, 1)), 5, 1, 2),
+    "3x3_rf9_g2": ((6, 5, 3, 4, 3, 1, (1, 1, 1, 1)), 5, 9, 2),
+    "3x3_rf27_g1": ((6, 5, 3, 4, 3, 2, (1, 1, 1, 1)), 4, 27, 1),
+    "1x1_s2_rf2_g2": ((6, 6, 4, 3, 1, 2, (0, 0, 0, 0)), 6, 2, 2),
+    "2x2_same_rf4_g3": ((5, 4, 2, 5, 2, 1, (0, 1, 0, 1)), 3, 4, 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAD_CASES))
+def test_sad_chain_bit_exact(tmp_path, case):
+    """window + SAD lanes == flow.kernels.sad2d_grouped of the golden rescaled versions, two images back to
+    back with random input gaps and output back-pressure."""
+    need("iverilog")
+    geom, cout, rf, groups = SAD_CASES[case]
+    r, want, _ = run_sad_chain(tmp_path, geom, cout, rf, groups, p_gap=0.25, p_stall=0.4, seed=len(case))
+    np.testing.assert_array_equal(r.outputs["m"], want)
+
+
+def test_sad_chain_verilator(tmp_path):
     need("verilator")
-    x = np.random.default_rng(2).integers(-8, 8, size=(2, 6, 5, 3))   # signed taps are passed through as bits
-    r, want = run_window(tmp_path, x, 4, 3, 1, (1, 1, 1, 1), sim="verilator", p_gap=0.3, p_stall=0.3)
-    got = np.where(r.outputs["m"] >= 8, r.outputs["m"] - 16, r.outputs["m"])
-    np.testing.assert_array_equal(got, want)
+    r, want, _ = run_sad_chain(tmp_path, SAD_CASES["3x3_rf9_g2"][0], 5, 3, 2, sim="verilator", p_gap=0.2, p_stall=0.3)
+    np.testing.assert_array_equal(r.outputs["m"], want)
+
+
+def run_mac_chain(tmp_path, geom, cout, rf, wb=4, n_images=2, seed=0, sim="iverilog", **kw):
+    """Random signed images and weights through af_window -> af_mac_array; golden flow.kernels.conv2d."""
+    from flow.kernels import conv2d
+
+    h, w, c, xb, k, s, pads = geom
+    rng = np.random.default_rng(seed)
+    wt = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), size=(k, k, c, cout))
+    x = rng.integers(-(1 << (xb - 1)), 1 << (xb - 1), size=(n_images, h, w, c))
+    want = conv2d(x.astype(np.int64), wt.astype(np.int64), s, pads).reshape(-1, cout)
+    acc_bits = int(np.abs(want).max()).bit_length() + 1
+    n_in = k * k * c
+    rom = weight_rom(tmp_path / "w.hex", wt, rf, wb)
+    params = {"N_IN": n_in, "COUT": cout, "RF": rf, "XB": xb, "WB": wb, "ACC_BITS": acc_bits, "X_SIGNED": 1,
+              "ROM_FILE": str(rom)}
+    srcs = chain_source(tmp_path / "chain.v", window_params(h, w, c, xb, k, s, pads), "af_mac_array", params,
+                        acc_bits, cout)
+    r = simulate("chain", {}, {"s": x.reshape(-1, c)}, {"m": cout}, tmp_path / "sim", sources=srcs, sim=sim,
+                 in_bits={"s": xb}, out_bits={"m": acc_bits}, out_signed={"m": True}, n_out={"m": len(want)}, **kw)
+    return r, want
+
+
+# the first conv: int8 input, 3x3 pad 1 (ResNet-20 stem shape, smaller image), RF 1 / 3 / N_IN
+MAC_CASES = {"stem_rf1": ((5, 6, 3, 8, 3, 1, (1, 1, 1, 1)), 4, 1),
+             "stem_rf3": ((5, 6, 3, 8, 3, 1, (1, 1, 1, 1)), 4, 3),
+             "stem_rf27": ((5, 6, 3, 8, 3, 2, (1, 1, 1, 1)), 3, 27)}
+
+
+@pytest.mark.parametrize("case", sorted(MAC_CASES))
+def test_mac_chain_bit_exact(tmp_path, case):
+    need("iverilog")
+    geom, cout, rf = MAC_CASES[case]
+    r, want = run_mac_chain(tmp_path, geom, cout, rf, p_gap=0.25, p_stall=0.4, seed=len(case))
+    np.testing.assert_array_equal(r.outputs["m"], want)
+
+
+def test_mac_chain_verilator(tmp_path):
+    need("verilator")
+    r, want = run_mac_chain(tmp_path, MAC_CASES["stem_rf3"][0], 4, 9, sim="verilator", p_gap=0.2, p_stall=0.3)
+    np.testing.assert_array_equal(r.outputs["m"], want)
+
+
+# ---- cycles: what the schedule counts ----------------------------------------------------------------------
+
+def test_sad_array_steady_state_is_rf_cycles(tmp_path):
+    """Windows offered back to back, no back-pressure: one window taken and one result out every RF cycles
+    (the next beat is accepted while the last result waits in the output register)."""
+    need("iverilog")
+    rf, n_in, cout, xb = 3, 9, 4, 4
+    rng = np.random.default_rng(1)
+    layer = sad_layer(rng, 1, cout, 3, xb, 2)
+    x = rng.integers(0, 1 << xb, size=(1, 4, 4, 1))
+    wins = im2col(x, 3, 1, (0, 0, 0, 0))
+    want = sad_golden(x, layer, xb, 1, (0, 0, 0, 0)).reshape(-1, cout)
+    acc_bits = int(want.max()).bit_length() + 1
+    rom = weight_rom(tmp_path / "w.hex", layer["w"], rf, layer["wb"])
+    r = simulate("af_sad_array", sad_params(layer, n_in, cout, rf, xb, acc_bits, rom), {"s": wins}, {"m": cout},
+                 tmp_path / "sim", in_bits={"s": xb}, out_bits={"m": acc_bits}, n_out={"m": len(want)})
+    np.testing.assert_array_equal(r.outputs["m"], want)
+    assert np.all(np.diff(r.in_cycles["s"]) == rf)
+    assert np.all(np.diff(r.out_cycles["m"]) == rf)
+    # latency: taken at edge c, lane cycles r = 0..RF-1 end at edge c+RF, the result register is read at c+RF+1
+    assert r.out_cycles["m"][0] - r.in_cycles["s"][0] == rf + 1
+
+
+# (geometry, COUT, RF): walker-bound (RF 1), kernel-bound (RF = N_IN), in between; stride 2
+PAIR_CASES = {"s1_rf1": ((8, 8, 2, 4, 3, 1, (1, 1, 1, 1)), 3, 1),
+              "s1_rf6": ((8, 8, 2, 4, 3, 1, (1, 1, 1, 1)), 3, 6),
+              "s1_rf18": ((8, 8, 2, 4, 3, 1, (1, 1, 1, 1)), 3, 18),
+              "s2_rf9": ((8, 8, 2, 4, 3, 2, (1, 1, 1, 1)), 3, 9)}
+
+
+@pytest.mark.parametrize("case", sorted(PAIR_CASES))
+def test_pair_interval_within_window_steps(tmp_path, case):
+    """af_window + af_sad_array, three images back to back, no gaps or back-pressure: the per-image
+    interval is at least what either side needs alone (HP*WP walker steps, Ho*Wo*RF lane cycles) and at
+    most schedule.window_steps (their sum: the HLS walker waits while its kernel runs; here the two
+    overlap, so the pair is faster by up to the smaller of the two)."""
+    from flow.hls.schedule import window_steps
+
+    need("iverilog")
+    geom, cout, rf = PAIR_CASES[case]
+    r, want, g = run_sad_chain(tmp_path, geom, cout, rf, 2, n_images=3)
+    np.testing.assert_array_equal(r.outputs["m"], want)
+    per_image = g.out_pixels
+    intervals = np.diff(r.out_cycles["m"][::per_image])
+    assert np.all(intervals == intervals[0])                   # steady state from the second image on
+    assert max(g.hp * g.wp, g.out_pixels * rf) <= intervals[0] <= window_steps(g, rf)
+
+
+def test_yosys_netlist_of_sad_chain_is_bit_exact(tmp_path):
+    """yosys reads the modules as the simulators do: the synthesized (flattened, generic) netlist of
+    window + SAD lanes with a rescaled group, RF 3, is again bit-exact against sad2d_grouped."""
+    import subprocess
+
+    need("iverilog")
+    if shutil.which("yosys") is None:
+        pytest.skip("yosys not on PATH")
+    geom, cout, _, groups = SAD_CASES["3x3_rf9_g2"]
+    r, want, _ = run_sad_chain(tmp_path / "rtl", geom, cout, 3, groups)
+    np.testing.assert_array_equal(r.outputs["m"], want)
+    net = tmp_path / "net.v"
+    srcs = [tmp_path / "rtl" / "chain.v", RTL_DIR / "af_window.v", RTL_DIR / "af_sad_array.v"]
+    subprocess.run(["yosys", "-q", "-p", f"read_verilog -sv {' '.join(map(str, srcs))}; synth -flatten -top chain; "
+                    f"write_verilog -noattr {net}"], check=True)
+    h, w, c, xb, k, s, pads = geom
+    rng = np.random.default_rng(0)                      # run_sad_chain's draws: the layer, then the images
+    sad_layer(rng, c, cout, k, xb, groups)
+    x = rng.integers(0, 1 << xb, size=(2, h, w, c))
+    acc_bits = int(want.max()).bit_length() + 1
+    r2 = simulate("chain", {}, {"s": x.reshape(-1, c)}, {"m": cout}, tmp_path / "net", sources=[net],
+                  in_bits={"s": xb}, out_bits={"m": acc_bits}, n_out={"m": len(want)}, p_gap=0.2, p_stall=0.3)
+    np.testing.assert_array_equal(r2.outputs["m"], want)
+
+
+@pytest.mark.parametrize("module", ["af_sad_array", "af_mac_array"])
+def test_illegal_rf_stops_elaboration_naming_it(module):
+    """RF = 4 does not divide N_IN = 9: no fixed lane wiring, so elaboration stops with the reason."""
+    if shutil.which("verilator") is None:
+        pytest.skip("verilator not on PATH (needed to lint the RTL)")
+    with pytest.raises(RuntimeError, match="RF_must_divide_N_IN"):
+        rtl_sim.lint(module, {"N_IN": 9, "RF": 4})
+    rtl_sim.lint(module, {"N_IN": 9, "RF": 3})
