@@ -241,8 +241,8 @@ def _realise(design: Design, p: Process, fused: dict) -> None:
         r = int(design.reuse.get(op.name, 1))
         p.rf = r
         p.estimate_cycles = schedule.requant_steps(px, r) + schedule.PIPELINE_DEPTH["requant"]
-        body = [f"    // per channel: clip((sum_k in_k*mult[k,c] + bias[c] + 2^(shift-1)) >>> shift, lo, hi)"]
-        body += _requant_inst(design, p, op, "s", [f"s{'' if i == 0 else i}" for i in range(len(op.inputs))], "m")
+        body = ["    // per channel: clip((sum_k in_k*mult[k,c] + bias[c] + 2^(shift-1)) >>> shift, lo, hi)"]
+        body += _requant_inst(design, p, op, "s", [f"s{'' if i == 0 else i}" for i in range(len(op.inputs))], "m", r)
         p.library += ["af_requant.v"]
         p.body = _module(p, design, f"requant {op.name} ({c} channels, {len(op.inputs)} input(s))", body)
     elif p.kind == "pool":
@@ -334,7 +334,7 @@ def _requant_rom(op, csd: bool) -> tuple:
 
 
 def _requant_inst(design: Design, p: Process, op, inst_prefix: str, in_ports: list, out_port: str,
-                  first_in: tuple | None = None) -> list:
+                  reuse: int, first_in: tuple | None = None) -> list:
     """af_requant for QNet requant `op`. in_ports: the wrapper's port prefixes (or wires) for its inputs;
     first_in: (valid, ready, data, bits, signed) of an internal first input (a fused window layer's
     accumulators)."""
@@ -348,14 +348,14 @@ def _requant_inst(design: Design, p: Process, op, inst_prefix: str, in_ports: li
     rom = f"{p.name}_rq.hex"
     words, extra = _requant_rom(op, design.shift_add)
     p.roms[rom] = words
+    # the requant's inputs are QNet tensors (a fused layer's accumulators too): their declared ranges
     sum_bits = schedule.requant_sum_bits(op.arrays["bias"], op.arrays["mult"],
-                                         [(lo, hi) for lo, hi in (_in_range(net, t, first_in if k == 0 else None)
-                                                                  for k, t in enumerate(rq_in))], int(op.attrs["shift"]))
+                                         [(net.tensors[t].lo, net.tensors[t].hi) for t in rq_in], int(op.attrs["shift"]))
     params = {"C": c, "N_INPUTS": len(rq_in), "IN_BITS": bits[0][0], "IN_SIGNED": int(bits[0][1]),
               "IN1_BITS": bits[1][0] if len(bits) > 1 else 1, "IN1_SIGNED": int(bits[1][1]) if len(bits) > 1 else 0,
               "OUT_BITS": int(out.bits), "OUT_SIGNED": int(out.signed), "SHIFT": int(op.attrs["shift"]),
               "LO": int(out.lo), "HI": int(out.hi), **extra, "SUM_BITS": sum_bits, "CSD": int(design.shift_add),
-              "ROM_FILE": f'"{rom}"'}
+              "REUSE": int(reuse), "ROM_FILE": f'"{rom}"'}
     conns = {"clk": "clk", "rst": "rst"}
     lines = []
     if first_in is not None:
@@ -370,11 +370,6 @@ def _requant_inst(design: Design, p: Process, op, inst_prefix: str, in_ports: li
         conns.update({"s1_valid": "1'b0", "s1_ready": "s1_unused_ready", "s1_data": f"{c}'b0"})
     conns.update(_stream_conns("m", f"{out_port}_valid", f"{out_port}_ready", f"{out_port}_data"))
     return lines + _inst("af_requant", params, f"u_{inst_prefix}_rq", conns)
-
-
-def _in_range(net: QNet, t: str, first_in) -> tuple:
-    spec = net.tensors[t]
-    return spec.lo, spec.hi
 
 
 def _window(design: Design, p: Process, op, rq) -> None:
@@ -392,8 +387,8 @@ def _window(design: Design, p: Process, op, rq) -> None:
     rq_r = schedule.requant_reuse(g.n_filt, rf) if rq is not None else 0
     p.estimate_cycles = schedule.window_steps(g, rf, rq_r) + schedule.PIPELINE_DEPTH["window"]
     win_w = g.n_in * xb
-    body = [f"    wire win_valid, win_ready;", f"    wire [{win_w - 1}:0] win_data;",
-            f"    wire acc_valid, acc_ready;", f"    wire [{g.n_filt * acc.bits - 1}:0] acc_data;"]
+    body = ["    wire win_valid, win_ready;", f"    wire [{win_w - 1}:0] win_data;",
+            "    wire acc_valid, acc_ready;", f"    wire [{g.n_filt * acc.bits - 1}:0] acc_data;"]
     body += _inst("af_window", {"H": g.in_height, "W": g.in_width, "C": g.n_chan, "B": xb, "K": g.filt_height,
                                 "STRIDE": g.stride, "PAD_T": g.pad_top, "PAD_B": g.pad_bottom, "PAD_L": g.pad_left,
                                 "PAD_R": g.pad_right}, "u_window",
@@ -419,13 +414,14 @@ def _window(design: Design, p: Process, op, rq) -> None:
         p.library += ["af_sad_array.v"]
         what = f"adder layer {op.name}: |a - w| lanes"
     else:
-        lane_params.update({"X_SIGNED": int(xs), "ACC_SIGNED": int(acc.signed), "ROM_FILE": f'"{rom}"'})
+        lane_params.update({"X_SIGNED": int(xs), "ROM_FILE": f'"{rom}"'})
         body += _inst("af_mac_array", lane_params, "u_lanes", {**lanes_conns, **out_acc})
         p.library += ["af_mac_array.v"]
         what = f"conv layer {op.name}: product lanes"
     if rq is not None:
         in_ports = ["acc"] + (["s1"] if len(rq.inputs) > 1 else [])
-        body += _requant_inst(design, p, rq, "fused", in_ports, "m",
+        # the HLS fused requant's lanes: R = requant_reuse(n_filt, RF) cycles per pixel, within the kernel's RF
+        body += _requant_inst(design, p, rq, "fused", in_ports, "m", rq_r,
                               first_in=("acc_valid", "acc_ready", "acc_data", int(acc.bits), bool(acc.signed)))
         p.library += ["af_requant.v"]
         what += f", requant {rq.name} fused" + (" with the residual input" if len(rq.inputs) > 1 else "")
@@ -445,7 +441,6 @@ def _top(design: Design) -> str:
     cnt_w = [_count_bits(s.depth) for s in s_list]
     cnt_total = sum(cnt_w)
     n = len(s_list)
-    in_spec, out_spec = net.tensors[net.input], net.output_spec
     from flow.driver.packing import input_layout, output_layout
 
     lin, lout = input_layout(net, WORD_BITS), output_layout(net, WORD_BITS)
