@@ -185,7 +185,7 @@ def cnn_twin_qnet(net):
     return twin.validate()
 
 
-def make_twin(b: dict, out: Path, jobs: int) -> Path:
+def make_twin(b: dict, out: Path, jobs: int, layers=None, timeout_s: float = 3600) -> Path:
     """TWIN build: qnet/, report.json (estimate of the twin, same reuse factors), rtl/, yosys."""
     from flow.outputs import MARKER, staged_output
     from flow.report import build_report, render_files
@@ -204,7 +204,8 @@ def make_twin(b: dict, out: Path, jobs: int) -> Path:
         render_files(trep, tmp)
         (tmp / MARKER).write_text("")
     gen.generate(out, force=True)
-    synth_build(out, jobs=jobs, force=True, progress=log)
+    synth_build(out, layers=layers, whole=layers is None, jobs=jobs, force=True, progress=log, keep_going=True,
+                timeout_s=timeout_s)
     return out
 
 
@@ -316,6 +317,8 @@ def main(argv=None) -> int:
     ap.add_argument("build", type=Path)
     ap.add_argument("--twin", type=Path, help="CNN twin build (default BUILD_cnn_twin with --make-twin)")
     ap.add_argument("--make-twin", action="store_true", help="write, generate and synthesise the CNN twin first")
+    ap.add_argument("--twin-layers", help="with --make-twin: synthesise only these twin layers (comma-separated)")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds per yosys run of the twin")
     ap.add_argument("--recalibrate", action="store_true", help="fit the LUT terms and write lut_calibration.csv")
     ap.add_argument("--fit-twin", action="store_true", help="fit on the twin's layers too")
     ap.add_argument("--jobs", type=int, default=2)
@@ -327,7 +330,8 @@ def main(argv=None) -> int:
         b = load_build(args.build)
         twin_dir = args.twin or args.build.with_name(args.build.name + "_cnn_twin")
         if args.make_twin:
-            make_twin(b, twin_dir, args.jobs)
+            make_twin(b, twin_dir, args.jobs, args.twin_layers.split(",") if args.twin_layers else None,
+                      args.timeout)
         builds = [b] + ([load_build(twin_dir)] if (args.twin or args.make_twin) else [])
         family = FAMILY_OF_BOARD[get_board(b["report"]["board"]).family]
         from flow.report.calibration import lut_scales

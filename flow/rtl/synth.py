@@ -164,12 +164,15 @@ def synth_one(yosys: str, rtl_dir, run: dict, family: str, log_dir, timeout_s: f
     """One yosys run: read the files, synth_xilinx -family F -top T, stat. Log in log_dir/<name>.log.
 
     -noiopad: a layer, and the whole design too, is an IP inside the block design, not a chip top, so no
-    I/O buffers are inserted (they would add one IBUF/OBUF per port bit that Vivado would not have)."""
+    I/O buffers are inserted (they would add one IBUF/OBUF per port bit that Vivado would not have).
+    -flatten: one module, as Vivado's default synthesis sees it (optimised across the wrapper/library
+    boundaries); yosys 0.23's `stat -json` of a two-level hierarchy (af_top -> layer -> library module) is
+    not valid JSON (the hierarchy summary is printed as text inside it)."""
     rtl_dir, log_dir = Path(rtl_dir).resolve(), Path(log_dir).resolve()
     base = log_name(run)
     log, stat, stat_txt = log_dir / f"{base}.log", log_dir / f"{base}.stat.json", log_dir / f".{base}.stat.txt"
     files = " ".join(run["files"])
-    script = (f"read_verilog -sv {files}; synth_xilinx -family {family} -noiopad -top {run['top']}; "
+    script = (f"read_verilog -sv {files}; synth_xilinx -family {family} -flatten -noiopad -top {run['top']}; "
               f"tee -q -o {stat_txt} stat; tee -q -o {stat} stat -json")
     # The log is the command, yosys's warnings and errors (-q) and the text stat: yosys's full log (-l) of
     # one ResNet-20 layer reaches a gigabyte (every optimisation step of every cell) and slows the run.
@@ -258,7 +261,7 @@ def yosys_section(results: list[dict], board, version: str, jobs: int) -> dict:
     whole = next((r for r in results if r["name"] == WHOLE), None)
     lsum = {k: sum(L[k] for L in layers.values()) for k in RESOURCES}
     sec = {"source": SOURCE, "tool": version, "part": b.part, "board": b.name, "family": family_of(b),
-           "command": "synth_xilinx -family {} -noiopad -top TOP; stat -json".format(family_of(b)),
+           "command": "synth_xilinx -family {} -flatten -noiopad -top TOP; stat -json".format(family_of(b)),
            "jobs": int(jobs), "total": ({k: whole[k] for k in keep} | {"what": "whole design"} if whole else
                                         {**lsum, "what": "sum of the synthesised layers (" + (
                                             "the whole-design run failed)" if WHOLE in failed else "no --whole run)")}),
