@@ -220,7 +220,8 @@ def f(v, nd=0):
         v, (int, float)) else str(v))
 
 
-def markdown(builds, rows, raw_runs, cal_runs, scales_before, scales_after, fit_rows, twin_rows, cmd) -> str:
+def markdown(builds, rows, raw_runs, cal_runs, scales_before, scales_after, fit_rows, twin_rows, cmd,
+             refitted: bool = True) -> str:
     out = ["# The estimator against the register-transfer design (yosys synth_xilinx, Verilator)", "",
            f"Made by `{cmd}`. yosys figures: `adderflow synth BUILD --yosys` ({builds[0]['report']['yosys']['tool']}, "
            f"family {builds[0]['report']['yosys']['family']}, part {builds[0]['report']['yosys']['part']}); the "
@@ -269,9 +270,11 @@ def markdown(builds, rows, raw_runs, cal_runs, scales_before, scales_after, fit_
     # the terms
     ok = [r for r in fit_rows if r["terms"]]
     within = [r for r in ok if abs(pct(predicted_lut(r, scales_after), r["yosys"]["LUT"])) <= TARGET_PCT]
-    out += ["## LUT terms recalibrated", "",
-            f"Fitted on {len(ok)} layers at once (no layer by name), relative least squares with ridge {RIDGE} "
-            f"towards 1; `streams.fifo` from the whole design. Stored in `flow/report/data/lut_calibration.csv`.", "",
+    out += ["## LUT terms recalibrated" if refitted else "## LUT terms in use (not refitted by this run)", "",
+            (f"Fitted on {len(ok)} layers at once (no layer by name), relative least squares with ridge {RIDGE} "
+             f"towards 1; `streams.fifo` from the whole design (when there is a whole-design run). Stored in "
+             f"`flow/report/data/lut_calibration.csv`." if refitted else
+             "Scales read from `flow/report/data/lut_calibration.csv`; run with --recalibrate to refit."), "",
             "| term | scale before | scale after | moved | layers using it |", "|---|---:|---:|---:|---:|"]
     uses = {t: sum(1 for r in ok if r["terms"].get(t, 0) > 0) for t in scales_after}
     for t in sorted(set(scales_after) | set(scales_before)):
@@ -350,7 +353,7 @@ def main(argv=None) -> int:
             write_calibration(family, after, b["report"]["yosys"]["tool"], n_layers, cmd)
         cal = [estimator_for(x, calibrated=True)[1] for x in builds]
         twin_rows = [r for r in rows if r["build"] == builds[1]["dir"].name] if len(builds) > 1 else None
-        md = markdown(builds, rows, raw, cal, before, after, fit_on, twin_rows, cmd)
+        md = markdown(builds, rows, raw, cal, before, after, fit_on, twin_rows, cmd, refitted=args.recalibrate)
         md += f"\nBench wall time {time.perf_counter() - t0:.0f} s.\n"
     except AdderFlowError as exc:
         print(f"rtl_vs_estimate: {exc}", file=sys.stderr)
