@@ -344,3 +344,33 @@ def test_keep_going_records_a_failing_layer_and_keeps_the_others(tmp_path):
     before = tree(build)
     r2 = cli("synth", str(build), "--yosys", "--no-whole", "--force")
     assert r2.returncode == 1 and "yosys failed on layer_b" in r2.stderr and tree(build) == before
+
+
+def test_merge_sections_keeps_other_layers_and_refuses_another_tool():
+    def sec(layers, whole=None, tool="Yosys 0.23", cmd="synth_xilinx -family xc7 -flatten -noiopad -top TOP; stat -json"):
+        lay = {n: {"LUT": v, "FF": 1, "BRAM_18K": 0, "DSP": 0, "CARRY": 0, "wall_s": 1.0} for n, v in layers.items()}
+        tot = {"LUT": whole, "FF": 1, "BRAM_18K": 0, "DSP": 0, "CARRY": 0, "what": "whole design"} if whole else \
+            {"LUT": sum(layers.values()), "what": "sum of the synthesised layers (no --whole run)"}
+        return {"tool": tool, "command": cmd, "layers": lay, "total": tot, "wall_s": {"layers": 1, "whole": 5 if whole else None}}
+
+    m = synth.merge_sections(sec({"a": 10, "b": 20}), sec({"b": 25}, whole=100))
+    assert {n: L["LUT"] for n, L in m["layers"].items()} == {"a": 10, "b": 25}
+    assert m["layers_sum"]["LUT"] == 35 and m["total"] == {**m["total"], "LUT": 100, "what": "whole design"}
+    m2 = synth.merge_sections(m, sec({"a": 11}))          # a later layers-only run keeps the whole total
+    assert m2["total"]["LUT"] == 100 and m2["layers"]["a"]["LUT"] == 11
+    with pytest.raises(synth.AdderFlowError, match="rerun everything with --force"):
+        synth.merge_sections(sec({"a": 1}, cmd="synth_xilinx -family xc7 -noiopad -top TOP"), sec({"b": 2}))
+
+
+@needs_yosys
+def test_add_puts_a_whole_design_run_beside_the_layers(tmp_path):
+    build = make_build(tmp_path)
+    assert cli("synth", str(build), "--yosys", "--no-whole").returncode == 0
+    a_before = json.loads((build / "report.json").read_text())["yosys"]["layers"]["a"]
+    r = cli("synth", str(build), "--yosys", "--add", "--layers", "b", "--whole")
+    assert r.returncode == 0, r.stderr
+    ys = json.loads((build / "report.json").read_text())["yosys"]
+    assert ys["layers"]["a"] == a_before and set(ys["layers"]) == {"a", "b"}
+    assert ys["total"]["what"] == "whole design"
+    assert sorted(p.name for p in (build / "rtl" / "yosys").glob("*.log")) == [
+        "layer_a.log", "layer_b.log", "whole_af_top.log"]

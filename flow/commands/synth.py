@@ -26,6 +26,9 @@ def add_arguments(p):
     p.add_argument("--keep-going", action="store_true",
                    help="a run that fails or times out is recorded (report.json yosys.failed) and the others go on; "
                         "exit 1 at the end if any failed")
+    p.add_argument("--add", action="store_true",
+                   help="add these runs to the existing BUILD/rtl/yosys (same-named entries replaced, the others "
+                        "kept), e.g. `--add --layers fc --whole` after a --no-whole run")
     p.add_argument("--force", action="store_true", help="replace BUILD/rtl/yosys and the report's yosys section")
 
 
@@ -46,7 +49,8 @@ def run(args) -> int:
         if not layers:
             raise AdderFlowError(f"--layers {args.layers!r} names no layer")
     sec = synth.synth_build(build, board=args.board, layers=layers, whole=args.whole, jobs=args.jobs,
-                            force=args.force, timeout_s=args.timeout, progress=synth.log, keep_going=args.keep_going)
+                            force=args.force, timeout_s=args.timeout, progress=synth.log, keep_going=args.keep_going,
+                            add=args.add)
     t = sec["total"]
     print(f"adderflow synth: {sec['tool']} on {sec['part']} ({t['what']}): LUT {t['LUT']}, FF {t['FF']}, "
           f"BRAM_18K {t['BRAM_18K']}, DSP {t['DSP']}, CARRY {t['CARRY']}; {len(sec['layers'])} layer(s) in "

@@ -146,8 +146,8 @@ def synth_runs(manifest: dict, layers=None, whole: bool = True) -> list[dict]:
     chosen = [by_name[n] for n in layers] if layers is not None else list(manifest["layers"])
     runs = [{"name": L["name"], "top": L["module"], "files": list(L.get("files") or manifest["files"])}
             for L in chosen]
-    if whole:
-        runs.append({"name": WHOLE, "top": manifest["top"], "files": list(manifest["files"])})
+    if whole:   # first: the longest run starts at once and the layers share the other slots around it
+        runs.insert(0, {"name": WHOLE, "top": manifest["top"], "files": list(manifest["files"])})
     if not runs:
         raise AdderFlowError("nothing to synthesise: no layers chosen and --no-whole")
     return runs
@@ -275,9 +275,12 @@ def yosys_section(results: list[dict], board, version: str, jobs: int) -> dict:
 
 
 def synth_build(build, board=None, layers=None, whole: bool = True, jobs: int = 2, force: bool = False,
-                timeout_s: float = DEFAULT_TIMEOUT_S, progress=print, keep_going: bool = False) -> dict:
+                timeout_s: float = DEFAULT_TIMEOUT_S, progress=print, keep_going: bool = False,
+                add: bool = False) -> dict:
     """`adderflow synth BUILD --yosys`: runs into a temporary log folder, swapped in as BUILD/rtl/yosys
-    when every run passed; report.json["yosys"] merged (report.md re-rendered). Returns the section."""
+    when every run passed; report.json["yosys"] merged (report.md re-rendered). Returns the section.
+    add: the runs join an existing BUILD/rtl/yosys (same-named entries replaced, the others kept), so a
+    whole-design run or a re-run layer does not cost every layer again."""
     build = Path(build)
     rtl_dir = build / "rtl"
     man = load_manifest(rtl_dir)
@@ -288,8 +291,19 @@ def synth_build(build, board=None, layers=None, whole: bool = True, jobs: int = 
     if jobs < 1:
         raise AdderFlowError(f"--jobs must be >= 1, got {jobs}")
     final = rtl_dir / "yosys"
-    if final.exists() and not force:
-        raise AdderFlowError(f"{final} exists (pass --force to replace it and the report's yosys section)")
+    old = None
+    if add:
+        if not (final / "yosys.json").is_file():
+            raise AdderFlowError(f"--add: {final / 'yosys.json'} does not exist (run without --add first)")
+        try:
+            old = json.loads((final / "yosys.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise AdderFlowError(f"{final / 'yosys.json'}: not valid JSON ({exc.msg})") from None
+        if old.get("part") != b.part:
+            raise AdderFlowError(f"--add: {final} holds figures for {old.get('part')}, not {b.part}")
+    elif final.exists() and not force:
+        raise AdderFlowError(f"{final} exists (pass --force to replace it and the report's yosys section, "
+                             f"or --add to add runs to it)")
     yosys = find_yosys()
     version = yosys_version(yosys)
     fam = family_of(b)
@@ -299,6 +313,8 @@ def synth_build(build, board=None, layers=None, whole: bool = True, jobs: int = 
     tmp = rtl_dir / f".yosys.adderflow-tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
+    if old is not None:
+        shutil.copytree(final, tmp)          # the kept runs' logs travel with the new ones
     try:
         results = run_all(rtl_dir, runs, tmp, fam, jobs, yosys, timeout_s, progress, keep_going)
         if all("error" in r for r in results):
@@ -307,6 +323,8 @@ def synth_build(build, board=None, layers=None, whole: bool = True, jobs: int = 
             if "log" in r:
                 r["log"] = str(Path("yosys") / Path(r["log"]).name)
         section = yosys_section(results, b, version, jobs)
+        if old is not None:
+            section = merge_sections(old, section)
         (tmp / "yosys.json").write_text(json.dumps(section, indent=1))
         if final.exists():
             shutil.rmtree(final)
@@ -316,6 +334,31 @@ def synth_build(build, board=None, layers=None, whole: bool = True, jobs: int = 
             shutil.rmtree(tmp)
     merge_into_report(build, section)
     return section
+
+
+def merge_sections(old: dict, new: dict) -> dict:
+    """`new` runs over `old` ones of the same name; totals recomputed; the whole-design total is the newer
+    one that exists. The tool must be the same yosys (figures of two versions are not summed)."""
+    if old.get("tool") != new["tool"] or old.get("command") != new["command"]:
+        raise AdderFlowError(f"--add: the existing figures are from {old.get('tool')} ({old.get('command')}), "
+                             f"these from {new['tool']} ({new['command']}): rerun everything with --force")
+    out = dict(new)
+    out["layers"] = {**old.get("layers", {}), **new["layers"]}
+    out["layers_sum"] = {k: sum(L[k] for L in out["layers"].values()) for k in RESOURCES}
+    new_whole = new["total"].get("what") == "whole design"
+    old_whole = (old.get("total") or {}).get("what") == "whole design"
+    if not new_whole:
+        out["total"] = old["total"] if old_whole else {**out["layers_sum"],
+                                                       "what": new["total"]["what"]}
+    failed = {k: v for k, v in (old.get("failed") or {}).items() if k not in out["layers"] and not (
+        k == WHOLE and new_whole)}
+    failed.update(new.get("failed") or {})
+    out.pop("failed", None)
+    if failed:
+        out["failed"] = failed
+    out["wall_s"] = {"layers": round(sum(L["wall_s"] for L in out["layers"].values()), 2),
+                     "whole": new["wall_s"]["whole"] if new_whole else (old.get("wall_s") or {}).get("whole")}
+    return out
 
 
 def _report_board(build: Path) -> str:
