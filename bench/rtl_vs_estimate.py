@@ -43,6 +43,9 @@ from flow.report.calibration import (FAMILY_OF_BOARD, LUT_CALIBRATION_CSV, LUT_C
 
 OUT_MD = ROOT / "bench" / "results" / "rtl_vs_estimate.md"
 RIDGE = 0.02
+# a term is fitted only when at least this many layers use it: a term of one layer (the stem conv, the
+# dense, the pool, the last requant) fitted to it would be a per-layer correction under another name
+MIN_LAYERS_PER_TERM = 3
 TARGET_PCT = 15.0
 RES = ("LUT", "FF", "BRAM_18K", "DSP")
 
@@ -111,11 +114,14 @@ def fit_scales(rows: list[dict], ridge: float = RIDGE) -> dict:
     from scipy.optimize import lsq_linear
 
     fit_rows = [r for r in rows if r["terms"] and r["yosys"]["LUT"] > 0]
-    terms = sorted({t for r in fit_rows for t, v in r["terms"].items() if v > 0})
+    used = {t: sum(1 for r in fit_rows if r["terms"].get(t, 0) > 0) for r in fit_rows for t in r["terms"]}
+    terms = sorted(t for t, n in used.items() if n >= MIN_LAYERS_PER_TERM)
     if not fit_rows or not terms:
         return {}
+    # the terms not fitted stay at 1: their LUTs are moved to the right-hand side
+    fixed = np.array([sum(v for t, v in r["terms"].items() if t not in terms) for r in fit_rows])
     A = np.array([[r["terms"].get(t, 0.0) / r["yosys"]["LUT"] for t in terms] for r in fit_rows])
-    y = np.ones(len(fit_rows))
+    y = 1.0 - fixed / np.array([r["yosys"]["LUT"] for r in fit_rows])
     lam = np.sqrt(ridge)
     A_aug = np.vstack([A, lam * np.eye(len(terms))])
     y_aug = np.concatenate([y, lam * np.ones(len(terms))])
@@ -248,6 +254,9 @@ def markdown(builds, rows, raw_runs, cal_runs, scales_before, scales_after, fit_
         er, ec = raw["resources"]["breakdown"], cal["resources"]["breakdown"]
         est_raw = er["layers"]["LUT"] + er["stream_fifos"]["LUT"]
         est_cal = ec["layers"]["LUT"] + ec["stream_fifos"]["LUT"]
+        if t.get("what") != "whole design":     # a sum of layers: against the same layers' estimate
+            est_raw = sum(r["estimate"]["LUT"] for r in rs)
+            est_cal = sum(predicted_lut(r, scales_after) for r in rs if r["terms"])
         out += ["", f"Whole design ({t['what']}, top {t.get('top', '-')}, yosys {ys['wall_s']['whole'] or '-'} s; "
                     f"layers {ys['wall_s']['layers']:.0f} s summed over runs, {ys.get('jobs')} at a time): "
                     f"LUT yosys {f(t['LUT'])}, estimate without the platform raw {f(est_raw)} "
@@ -326,8 +335,13 @@ def main(argv=None) -> int:
     ap.add_argument("--fit-twin", action="store_true", help="fit on the twin's layers too")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT_MD)
+    ap.add_argument("--how", help="a paragraph saying how BUILD (and the twin) were made, for the table's header")
     args = ap.parse_args(argv)
-    cmd = "python bench/rtl_vs_estimate.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    given = list(argv or sys.argv[1:])
+    if "--how" in given:          # the note is not part of the command that made the figures
+        i = given.index("--how")
+        del given[i:i + 2]
+    cmd = "python bench/rtl_vs_estimate.py " + " ".join(shlex.quote(a) for a in given)
     try:
         t0 = time.perf_counter()
         b = load_build(args.build)
@@ -354,6 +368,8 @@ def main(argv=None) -> int:
         cal = [estimator_for(x, calibrated=True)[1] for x in builds]
         twin_rows = [r for r in rows if r["build"] == builds[1]["dir"].name] if len(builds) > 1 else None
         md = markdown(builds, rows, raw, cal, before, after, fit_on, twin_rows, cmd, refitted=args.recalibrate)
+        if args.how:
+            md = md.replace("\n\n## ", f"\n\n{args.how}\n\n## ", 1)
         md += f"\nBench wall time {time.perf_counter() - t0:.0f} s.\n"
     except AdderFlowError as exc:
         print(f"rtl_vs_estimate: {exc}", file=sys.stderr)
