@@ -18,13 +18,14 @@ TARGET_FPS ?=
 SHIFT_ADD ?=
 OUT ?= build/$(MODEL)_w$(BITS)_$(BOARD)
 FORCE ?=
+IMPL ?= hls
 PYTEST_ARGS ?=
 
 .PHONY: install hls test test-slow test-ci bitstream package report bench clean-venv help
 
 help:
 	@echo "make hls MODEL=resnet20 [BITS=4 BOARD=kv260 WEIGHTS=ckpt.pth DATA=dir CSIM=100 REUSE=R|TARGET_FPS=F SHIFT_ADD=1 OUT=dir FORCE=1]"
-	@echo "make test | make test-slow | make bitstream MODEL=resnet20 BOARD=kv260 | make package"
+	@echo "make test | make test-slow | make bitstream MODEL=resnet20 BOARD=kv260 [IMPL=hls|rtl] | make package"
 
 # The venv is (re)built only when pyproject.toml changes; the stamp keeps `make` idempotent.
 $(VENV)/.installed: pyproject.toml
@@ -42,7 +43,7 @@ hls: install
 		$(if $(SHIFT_ADD),--shift-add) $(if $(FORCE),--force)
 
 bitstream: install
-	$(ADDERFLOW) bitstream --board $(BOARD) $(OUT)
+	$(ADDERFLOW) bitstream --board $(BOARD) --impl $(IMPL) $(OUT)
 
 package: install
 	$(ADDERFLOW) package --board $(BOARD) $(OUT)

@@ -26,6 +26,7 @@ COMMANDS = {
     "compare": ("compare", "put two builds side by side"),
     "rtl": ("rtl", "write BUILD/rtl: the Verilog realisation of the build's design (layers, top, ROMs, manifest)"),
     "cosim": ("cosim", "Verilator co-simulation of BUILD/rtl against the golden model (cycles, FIFO depths)"),
+    "synth": ("synth", "synthesise the register-transfer design (BUILD/rtl) with yosys, per layer and whole"),
     "bitstream": ("bitstream", "export the HLS IP and build the Vivado bitstream for a board"),
     "package": ("package", "gather bitstream, .hwh, driver, notebook and samples for the board"),
     "sweep": ("sweep", "design-space sweep (bits x board x design ...), cached, local pool or Ray, Pareto plot"),

@@ -90,7 +90,7 @@ def overlays_copy(tmp_path, monkeypatch):
 @pytest.mark.parametrize("old, new, message", [
     ("adderflow_top_0/$af_ip_in]", "adderflow_top_0/in_r]", "exported HLS IP has only: in_stream, out_stream"),
     ("[af_pins axi_dma axi_resetn]", "[af_pins axi_dma aresetn]", "axi_dma .axi_dma., which has no such pin"),
-    ("connect_bd_net [get_bd_pins adderflow_top_0/interrupt] [get_bd_pins irq_concat/In2]", "",
+    ("connect_bd_net [get_bd_pins adderflow_top_0/$af_ip_irq] [get_bd_pins irq_concat/In2]", "",
      "adderflow_top_0/interrupt is left unconnected"),
     ("connect_bd_net [get_bd_pins axi_dma/mm2s_introut]", "conect_bd_net [get_bd_pins axi_dma/mm2s_introut]",
      "unknown command 'conect_bd_net'"),

@@ -29,6 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))   # run as a script from a checkout: flow/ beside bench/
+from flow.rtl.synth import cell_counts  # noqa: E402
 CSV_PATH = ROOT / "flow" / "report" / "data" / "pe_cost.csv"   # = flow.report.calibration.PE_COST_CSV
 MD_PATH = ROOT / "bench" / "results" / "pe_cost.md"
 FAMILIES = ("xc7", "xcup")
@@ -76,12 +78,9 @@ def synthesise(yosys: str, family: str, src: str, dsp: bool, workdir: Path) -> d
     script = f"read_verilog {v}; synth_xilinx -family {family} -noiopad {'' if dsp else '-nodsp'} -top pe; " \
              f"tee -q -o {js} stat -json"
     subprocess.run([yosys, "-q", "-p", script], check=True, capture_output=True, timeout=300)
-    cells = json.loads(js.read_text())["modules"]["\\pe"]["num_cells_by_type"]
-    lut = sum(n for c, n in cells.items() if c.startswith("LUT") or c == "INV")
-    carry = sum(n for c, n in cells.items() if c.startswith("CARRY"))
-    ff = sum(n for c, n in cells.items() if c.startswith("FD"))
-    dsp_n = sum(n for c, n in cells.items() if c.startswith("DSP"))
-    return {"LUT": lut, "CARRY": carry, "FF": ff, "DSP": dsp_n}
+    # the one definition of which primitive counts as what (also used by `adderflow synth --yosys`)
+    c = cell_counts(json.loads(js.read_text())["modules"]["\\pe"]["num_cells_by_type"])
+    return {"LUT": c["LUT"], "CARRY": c["CARRY"], "FF": c["FF"], "DSP": c["DSP"]}
 
 
 def jobs():

@@ -16,6 +16,9 @@ def add_arguments(parser):
     parser.add_argument("--board", help="target board (default: the board in BUILD/report.json)")
     parser.add_argument("--jobs", type=int, default=2, help="Vivado implementation jobs (default 2)")
     parser.add_argument("--force", action="store_true", help="rebuild over an existing BUILD/bitstream/adderflow.bit")
+    parser.add_argument("--impl", choices=("hls", "rtl"), default="hls",
+                        help="hls: the Vitis HLS IP (default); rtl: the register-transfer design of `adderflow rtl` "
+                             "(BUILD/rtl) packaged as IP, scripts in BUILD/vivado_rtl, outputs in BUILD/bitstream_rtl")
     parser.add_argument("--check-only", action="store_true",
                         help="generate the Tcl and dry-run it in tclsh; do not call vitis_hls/vivado")
 
@@ -43,12 +46,13 @@ def run(args) -> int:
     build = require_complete(Path(args.build))
     board = get_board(_board(build, args.board)).name
     if args.check_only:
-        res = bitstream.check_tcl(build, board)
+        res = bitstream.check_tcl(build, board, impl=args.impl)
         print(f"overlay Tcl for {board}: dry run in tclsh passed ({res['cells']} cells, {res['intf_nets']} "
               f"interface nets, {res['nets']} nets; every pin of {res['ip_vlnv']} exists and is connected); "
-              f"scripts in {build / 'vivado'}. Not checked without Vivado: IP parameters, synthesis, timing.")
+              f"scripts in {build / bitstream.dirs(args.impl)[0]}. Not checked without Vivado: IP parameters, "
+              f"synthesis, timing.")
         return 0
-    res = bitstream.build_bitstream(build, board, jobs=args.jobs, force=args.force)
+    res = bitstream.build_bitstream(build, board, jobs=args.jobs, force=args.force, impl=args.impl)
     print(f"bitstream: {res['bit']}\nhwh:       {res['hwh']}\nWNS:       {res.get('wns_ns')} ns at "
           f"{res.get('clock_mhz')} MHz\nutilisation: {json.dumps(res['utilisation'])}")
     return 0

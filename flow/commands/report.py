@@ -32,7 +32,7 @@ def load_report(directory) -> dict:
 
 def run(args) -> int:
     from flow.outputs import require_complete
-    from flow.report import build_report, render_files
+    from flow.report import apply_measured, build_report, render_files
 
     d = require_complete(Path(args.dir))
     rep = load_report(d)
@@ -46,6 +46,7 @@ def run(args) -> int:
                            clock_mhz=args.clock_mhz or rep.get("clock_mhz"), reuse=rep.get("reuse"),
                            csim=rep.get("csim"), hls_dir=d, target_fps=args.target_fps,
                            **_design_options(rep))
+        apply_measured(rep, previous=load_report(d))   # yosys/verilator sections of the RTL design stay
         how = "rebuilt from qnet/ and the vendor reports found"
     elif retarget:
         raise AdderFlowError(f"{qdir}: no saved network, so --board/--clock-mhz/--target-fps cannot re-estimate")

@@ -21,7 +21,14 @@ from flow.report.fit import fit_reuse
 REPORT_JSON, REPORT_MD, REPORT_PNG = "report.json", "report.md", "report.png"
 SCHEMA_VERSION = 1
 
-__all__ = ["write_report", "build_report", "fit_reuse", "render_files", "REPORT_JSON", "REPORT_MD", "REPORT_PNG"]
+__all__ = ["write_report", "build_report", "fit_reuse", "render_files", "apply_measured", "REPORT_JSON", "REPORT_MD",
+           "REPORT_PNG"]
+
+# Sections measured on the register-transfer design by other commands (`adderflow synth --yosys`,
+# `adderflow cosim`): kept when a report is rebuilt, each with its own "source", never mixed into the
+# estimate. Vivado figures win over yosys where one resource figure is picked (apply_measured).
+MEASURED_SECTIONS = ("yosys", "verilator")
+VIVADO_SOURCES = ("vivado implementation", "vivado synthesis")
 
 
 def _board(board) -> Board:
@@ -123,6 +130,34 @@ def build_report(qnet: QNet | None, *, model: str, bits: int, board, clock_mhz: 
         rep["board_fit"]["source"] = rep["resources"].get("source")
     if target_fps and qnet is not None:
         rep["fit"] = fit_reuse(qnet, b, target_fps, clock_mhz, **estimate_kw)
+    return rep
+
+
+def apply_measured(rep: dict, previous: dict | None = None) -> dict:
+    """Carry the measured sections (MEASURED_SECTIONS) over from `previous` (the report being rebuilt) and
+    pick the resource figure shown: Vivado (implementation > synthesis) > yosys whole design > csynth >
+    estimate. yosys beats csynth because csynth's resources are the HLS tool's own estimate, while yosys
+    maps the RTL realisation of the same schedule to the part's primitives. board_fit follows the pick."""
+    for k in MEASURED_SECTIONS:
+        if previous and k in previous and k not in rep:
+            rep[k] = previous[k]
+    ys = rep.get("yosys") or {}
+    res = rep.get("resources") or {}
+    if ys.get("total") and res.get("source") not in VIVADO_SOURCES and ys["total"].get("what") == "whole design":
+        t = ys["total"]
+        rep["resources"] = {"source": "yosys", "LUT": t["LUT"], "FF": t["FF"], "BRAM_18K": t["BRAM_18K"],
+                            "DSP": t["DSP"], "URAM": 0, "CARRY4": t.get("CARRY"),
+                            "note": f"{ys.get('tool')} synth_xilinx of BUILD/rtl ({t.get('top')}), "
+                                    f"without the platform (DMA, interconnect)"}
+        from flow.errors import AdderFlowError
+        from flow.report.estimate import board_fit
+
+        try:
+            rep["board_fit"] = {**board_fit(rep["resources"], _board(rep["board"])), "source": "yosys"}
+        except AdderFlowError:   # a board this version does not know: no fit, the figures stay
+            rep.pop("board_fit", None)
+        srcs = [s for s in str(rep.get("source", "")).split(" + ") if s and s not in ("estimate", "none")]
+        rep["source"] = " + ".join(dict.fromkeys(srcs + ["yosys"]))
     return rep
 
 

@@ -18,6 +18,38 @@ from flow.errors import AdderFlowError
 
 # package data (pyproject [tool.setuptools.package-data]): an installed wheel has no bench/ to read
 PE_COST_CSV = Path(__file__).resolve().parent / "data" / "pe_cost.csv"
+# LUT scale per estimator term, fitted to yosys synth_xilinx of the register-transfer design by
+# bench/rtl_vs_estimate.py --recalibrate (the command is in each row). No file = every scale 1.
+LUT_CALIBRATION_CSV = Path(__file__).resolve().parent / "data" / "lut_calibration.csv"
+LUT_CALIBRATION_FIELDS = ("family", "term", "scale", "fitted_on_layers", "tool", "made_by")
+# term = "<class>.<part>": the class of the op a part belongs to (per-op models in estimate.py name their
+# parts: lanes, adder_tree, weights, line_buffer, ...), "streams.fifo" for the stream FIFOs
+TERM_CLASS = {"adder2d": "adder", "conv2d": "conv", "requant": "requant", "global_sum_pool": "pool",
+              "dense": "dense"}
+
+
+def lut_term(kind: str, part: str) -> str:
+    return f"{TERM_CLASS[kind]}.{part}"
+
+
+@functools.lru_cache(maxsize=4)
+def _load_lut_calibration(path: str) -> tuple:
+    p = Path(path)
+    if not p.is_file():
+        return ()
+    with open(p) as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        try:
+            r["scale"] = float(r["scale"])
+        except (KeyError, ValueError):
+            raise AdderFlowError(f"{p}: row {r.get('term')!r} has no numeric scale") from None
+    return tuple(rows)
+
+
+def lut_scales(family: str, path: Path = LUT_CALIBRATION_CSV) -> dict:
+    """{term: LUT scale} for a family (empty when there is no calibration table or no row for it)."""
+    return {r["term"]: r["scale"] for r in _load_lut_calibration(str(path)) if r["family"] == family}
 _PACKAGE_PARENT = Path(__file__).resolve().parents[2]   # so describe() names it flow/report/data/pe_cost.csv
 FAMILY_OF_BOARD = {"zynq7": "xc7", "zynqmp": "xcup"}
 
@@ -139,9 +171,13 @@ class PECost:
         return {"LUT": c["LUT"] * scale, "FF": 0.0, "CARRY": 0.0, "DSP": 0.0}
 
     def describe(self) -> dict:
+        rows = [r for r in _load_lut_calibration(str(LUT_CALIBRATION_CSV)) if r["family"] == self.family]
+        lut = {"table": str(LUT_CALIBRATION_CSV.relative_to(_PACKAGE_PARENT)) if LUT_CALIBRATION_CSV.is_relative_to(
+            _PACKAGE_PARENT) else str(LUT_CALIBRATION_CSV), "terms": {r["term"]: r["scale"] for r in rows},
+            "tool": rows[0]["tool"] if rows else None, "made_by": rows[0]["made_by"] if rows else None}
         return {"pe_table": str(self.path.relative_to(_PACKAGE_PARENT)) if self.path.is_relative_to(
             _PACKAGE_PARENT) else str(self.path), "family": self.family, "tool": self.yosys,
-            "elements": sorted({r["element"] for r in self.rows})}
+            "elements": sorted({r["element"] for r in self.rows}), "lut_calibration": lut}
 
 
 def dsp_count(a_bits: int, b_bits: int) -> int:

@@ -28,7 +28,8 @@ from flow.boards import Board
 from flow.errors import AdderFlowError
 from flow.hls import schedule
 from flow.qnet import QNet, bits_for
-from flow.report.calibration import ASSUMPTIONS, FAMILY_OF_BOARD, PECost, assumption, bram18_for, uses_dsp
+from flow.report.calibration import (ASSUMPTIONS, FAMILY_OF_BOARD, PECost, assumption, bram18_for, lut_scales, lut_term,
+                                     uses_dsp)
 from flow.report.opcount import csd_nonzero_digits
 
 RESOURCES = ("LUT", "FF", "BRAM_18K", "DSP")
@@ -85,9 +86,12 @@ def fifo(depth: int, width: int) -> dict:
 class Estimator:
     def __init__(self, net: QNet, board: Board, clock_mhz: float, reuse=None, shift_add_all: bool = False,
                  fifo_depth: str | None = None, fuse_requant: bool = True, include_platform: bool = True,
-                 bram_weights=(), strict: bool = True, pe: PECost | None = None):
+                 bram_weights=(), strict: bool = True, pe: PECost | None = None, lut_calibration: bool = True):
         self.net, self.board, self.clock_mhz = net, board, float(clock_mhz)
         self.pe = pe or PECost(FAMILY_OF_BOARD.get(board.family, "xc7"))
+        # per-term LUT scales fitted to yosys (calibration.LUT_CALIBRATION_CSV); off = the raw model, which
+        # is what bench/rtl_vs_estimate.py fits them on
+        self.lut_scale = lut_scales(self.pe.family) if lut_calibration else {}
         self.shift_add_all = shift_add_all
         self.fuse_requant = fuse_requant
         self.include_platform = include_platform
@@ -347,14 +351,27 @@ class Estimator:
 
     def op_model(self, op) -> dict:
         if op.kind in ("conv2d", "adder2d"):
-            return self.op_window(op)
-        if op.kind == "dense":
-            return self.op_dense(op)
-        if op.kind == "requant":
-            return self.op_requant(op)
-        if op.kind == "global_sum_pool":
-            return self.op_pool(op)
-        raise ValueError(f"op {op.name}: unknown kind {op.kind}")
+            m = self.op_window(op)
+        elif op.kind == "dense":
+            m = self.op_dense(op)
+        elif op.kind == "requant":
+            m = self.op_requant(op)
+        elif op.kind == "global_sum_pool":
+            m = self.op_pool(op)
+        else:
+            raise ValueError(f"op {op.name}: unknown kind {op.kind}")
+        return self._calibrated(op, m)
+
+    def _calibrated(self, op, m: dict) -> dict:
+        """Each part's LUTs times its term's yosys-fitted scale; the op's resources re-summed from its parts."""
+        if not self.lut_scale or not m["parts"]:
+            return m
+        res = _zero()
+        for name, p in m["parts"].items():
+            p["LUT"] = p.get("LUT", 0.0) * self.lut_scale.get(lut_term(op.kind, name), 1.0)
+            _add_into(res, p)
+        m["resources"] = res
+        return m
 
     # ---- the whole dataflow -------------------------------------------------------------------
     def run(self) -> dict:
@@ -419,8 +436,10 @@ class Estimator:
                 width = (spec.shape[-1] if len(spec.shape) else 1) * spec.bits
                 depth = tokens[t] if self.fifo_depth == "hls4ml-default" else joins.get(
                     (node["name"], t), schedule.FIFO_MIN_DEPTH)
+                res = fifo(depth, width)
+                res["LUT"] *= self.lut_scale.get("streams.fifo", 1.0)     # yosys-fitted, as the layer terms
                 out.append({"tensor": t, "to": node["name"], "depth": int(depth), "width": int(width),
-                            "resources": _rounded(fifo(depth, width))})
+                            "resources": _rounded(res)})
         return out
 
 

@@ -72,6 +72,7 @@ def markdown(rep: dict) -> str:
                 f"{lat.get('source')} |"]
         out += [f"| {k} | {_fmt(er.get(k))} | {_fmt(res.get(k))} | {res.get('source')} |" for k in RES]
         out.append("")
+    out += _yosys_markdown(rep)
     layers = rep.get("per_layer")
     if layers:
         out += ["## Per layer (estimate)", "",
@@ -123,6 +124,37 @@ def markdown(rep: dict) -> str:
             out.append(f"- `{k}` = {a['value']}: {a['why']}")
         out.append("")
     return "\n".join(out)
+
+
+def _yosys_markdown(rep: dict) -> list:
+    """The yosys synthesis of BUILD/rtl (`adderflow synth --yosys`) in its own columns labelled `yosys`,
+    beside the estimate (and Vivado, when the build has it); never merged into the estimate's rows."""
+    ys = rep.get("yosys")
+    if not ys:
+        return []
+    est = (rep.get("estimate") or {}).get("resources") or {}
+    viv = next(((lbl, v) for k, lbl in (("vivado_impl", "vivado implementation"), ("vivado_synth", "vivado synthesis"))
+                if (v := (rep.get("real") or {}).get(k))), None)
+    t = ys.get("total") or {}
+    head = "| resource | estimate | yosys |" + (f" {viv[0]} |" if viv else "")
+    out = [f"## Synthesis: yosys ({ys.get('tool')}, {ys.get('family')}, {ys.get('part')})", "",
+           f"yosys total: {t.get('what')}; {ys.get('note')}. The estimate includes the PYNQ platform "
+           f"(DMA, interconnect), the RTL synthesis does not.", "", head,
+           "|---|---:|---:|" + ("---:|" if viv else "")]
+    for k in RES + ("CARRY",):
+        e = est.get("CARRY4" if k == "CARRY" else k)
+        out.append(f"| {k} | {_fmt(e)} | {_fmt(t.get(k))} |" + (f" {_fmt(viv[1].get(k))} |" if viv else ""))
+    layers = ys.get("layers") or {}
+    if layers:
+        per = {L["name"]: L for L in rep.get("per_layer") or []}
+        out += ["", "| layer | LUT estimate | LUT yosys | FF estimate | FF yosys | BRAM18K estimate | BRAM18K yosys "
+                "| DSP estimate | DSP yosys | yosys s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, y in layers.items():
+            e = per.get(name, {})
+            out.append(f"| {name} | {_fmt(e.get('LUT'))} | {_fmt(y.get('LUT'))} | {_fmt(e.get('FF'))} | "
+                       f"{_fmt(y.get('FF'))} | {_fmt(e.get('BRAM_18K'))} | {_fmt(y.get('BRAM_18K'))} | "
+                       f"{_fmt(e.get('DSP'))} | {_fmt(y.get('DSP'))} | {_fmt(y.get('wall_s'), 1)} |")
+    return out + [""]
 
 
 def plot(rep: dict, path) -> None:

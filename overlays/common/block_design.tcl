@@ -4,11 +4,21 @@
 #                 af_board af_part af_family af_clock_mhz af_ip_repo af_ip_vlnv af_ip_in af_ip_out
 #                 af_ip_ctrl af_dma_width af_project_dir af_out_dir af_bd_name af_bit_name af_jobs)
 #   settings.tcl (overlays/<board>/settings.tcl: af_board_part af_board_files_hint af_ps_extra)
+#   optional, set by params.tcl of IMPL=rtl (the packaged register-transfer IP, overlays/common/package_rtl_ip.tcl):
+#                af_ip_clk af_ip_reset af_ip_reset_active_low af_ip_irq; af_ip_ctrl / af_ip_irq empty = the IP has
+#                no AXI4-Lite control / no interrupt (the RTL top streams without a start register)
 #
 # Data path:  DDR -> PS HP port <- smartconnect <- axi_dma M_AXI_MM2S/S2MM
 #             axi_dma M_AXIS_MM2S -> adderflow_top in_stream ; out_stream (TLAST) -> axi_dma S_AXIS_S2MM
 # Control:    PS general-purpose master -> axi_interconnect -> axi_dma S_AXI_LITE, adderflow_top s_axi_control
 # Clocking:   one domain, the PS fabric clock 0 at af_clock_mhz (the HLS IP was synthesised for it).
+
+# Defaults: the HLS IP's pin names (vitis_hls export), so the HLS path's params.tcl needs none of these.
+foreach {af_var af_default} {af_ip_clk ap_clk af_ip_reset ap_rst_n af_ip_reset_active_low 1 af_ip_irq interrupt} {
+    if {![info exists $af_var]} { set $af_var $af_default }
+}
+set af_has_ctrl [expr {$af_ip_ctrl ne ""}]
+set af_has_irq [expr {$af_ip_irq ne ""}]
 
 proc af_ipdef {name} {
     # Newest installed xilinx.com:ip:<name>: versions change between Vivado releases.
@@ -111,13 +121,13 @@ set_property -dict [list \
 set accel [create_bd_cell -type ip -vlnv $af_ip_vlnv adderflow_top_0]
 
 set ctrl [create_bd_cell -type ip -vlnv [af_ipdef axi_interconnect] ctrl_interconnect]
-set_property -dict [list CONFIG.NUM_SI 1 CONFIG.NUM_MI 2] $ctrl
+set_property -dict [list CONFIG.NUM_SI 1 CONFIG.NUM_MI [expr {$af_has_ctrl ? 2 : 1}]] $ctrl
 
 set mem [create_bd_cell -type ip -vlnv [af_ipdef smartconnect] mem_interconnect]
 set_property -dict [list CONFIG.NUM_SI 2 CONFIG.NUM_MI 1] $mem
 
 set irq [create_bd_cell -type ip -vlnv [af_ipdef xlconcat] irq_concat]
-set_property -dict [list CONFIG.NUM_PORTS 3] $irq
+set_property -dict [list CONFIG.NUM_PORTS [expr {$af_has_irq ? 3 : 2}]] $irq
 
 # ---- streams: TLAST comes from the IP (last beat of the batch) ----------------------------------
 connect_bd_intf_net [get_bd_intf_pins axi_dma/M_AXIS_MM2S] [get_bd_intf_pins adderflow_top_0/$af_ip_in]
@@ -126,7 +136,11 @@ connect_bd_intf_net [get_bd_intf_pins adderflow_top_0/$af_ip_out] [get_bd_intf_p
 # ---- control (AXI4-Lite) --------------------------------------------------------------------------
 connect_bd_intf_net [get_bd_intf_pins ps/$af_ps_master] [get_bd_intf_pins ctrl_interconnect/S00_AXI]
 connect_bd_intf_net [get_bd_intf_pins ctrl_interconnect/M00_AXI] [get_bd_intf_pins axi_dma/S_AXI_LITE]
-connect_bd_intf_net [get_bd_intf_pins ctrl_interconnect/M01_AXI] [get_bd_intf_pins adderflow_top_0/$af_ip_ctrl]
+if {$af_has_ctrl} {
+    connect_bd_intf_net [get_bd_intf_pins ctrl_interconnect/M01_AXI] [get_bd_intf_pins adderflow_top_0/$af_ip_ctrl]
+}
+set af_ctrl_mi_clks [expr {$af_has_ctrl ? {M00_ACLK M01_ACLK} : {M00_ACLK}}]
+set af_ctrl_mi_rsts [expr {$af_has_ctrl ? {M00_ARESETN M01_ARESETN} : {M00_ARESETN}}]
 
 # ---- memory: both DMA masters into one PS high-performance port ----------------------------------
 connect_bd_intf_net [get_bd_intf_pins axi_dma/M_AXI_MM2S] [get_bd_intf_pins mem_interconnect/S00_AXI]
@@ -138,21 +152,27 @@ connect_bd_net [get_bd_pins ps/$af_ps_clk] \
     {*}[af_pins ps $af_ps_master_clk $af_ps_slave_clk] \
     {*}[af_pins rst_ps slowest_sync_clk] \
     {*}[af_pins axi_dma s_axi_lite_aclk m_axi_mm2s_aclk m_axi_s2mm_aclk] \
-    {*}[af_pins adderflow_top_0 ap_clk] \
-    {*}[af_pins ctrl_interconnect ACLK S00_ACLK M00_ACLK M01_ACLK] \
+    {*}[af_pins adderflow_top_0 $af_ip_clk] \
+    {*}[af_pins ctrl_interconnect ACLK S00_ACLK {*}$af_ctrl_mi_clks] \
     {*}[af_pins mem_interconnect aclk]
 connect_bd_net [get_bd_pins ps/$af_ps_resetn] [get_bd_pins rst_ps/ext_reset_in]
 connect_bd_net [get_bd_pins rst_ps/interconnect_aresetn] [get_bd_pins ctrl_interconnect/ARESETN]
 connect_bd_net [get_bd_pins rst_ps/peripheral_aresetn] \
-    {*}[af_pins ctrl_interconnect S00_ARESETN M00_ARESETN M01_ARESETN] \
+    {*}[af_pins ctrl_interconnect S00_ARESETN {*}$af_ctrl_mi_rsts] \
     {*}[af_pins axi_dma axi_resetn] \
-    {*}[af_pins adderflow_top_0 ap_rst_n] \
+    {*}[expr {$af_ip_reset_active_low ? [af_pins adderflow_top_0 $af_ip_reset] : {}}] \
     {*}[af_pins mem_interconnect aresetn]
+if {!$af_ip_reset_active_low} {
+    # an active-high reset (the RTL top's rst) from the same reset block, in the same clock domain
+    connect_bd_net [get_bd_pins rst_ps/peripheral_reset] [get_bd_pins adderflow_top_0/$af_ip_reset]
+}
 
 # ---- interrupts (PYNQ polls, but the lines are there for interrupt-driven use) -------------------
 connect_bd_net [get_bd_pins axi_dma/mm2s_introut] [get_bd_pins irq_concat/In0]
 connect_bd_net [get_bd_pins axi_dma/s2mm_introut] [get_bd_pins irq_concat/In1]
-connect_bd_net [get_bd_pins adderflow_top_0/interrupt] [get_bd_pins irq_concat/In2]
+if {$af_has_irq} {
+    connect_bd_net [get_bd_pins adderflow_top_0/$af_ip_irq] [get_bd_pins irq_concat/In2]
+}
 connect_bd_net [get_bd_pins irq_concat/dout] [get_bd_pins ps/$af_ps_irq]
 
 # ---- address map, checks, wrapper -----------------------------------------------------------------

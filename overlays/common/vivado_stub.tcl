@@ -34,7 +34,7 @@ array set stub_xilinx_pins {
     axi_dma            {s_axi_lite_aclk m_axi_mm2s_aclk m_axi_s2mm_aclk axi_resetn mm2s_introut s2mm_introut}
     axi_interconnect   {ACLK ARESETN S00_ACLK S00_ARESETN M00_ACLK M00_ARESETN M01_ACLK M01_ARESETN}
     smartconnect       {aclk aresetn}
-    proc_sys_reset     {slowest_sync_clk ext_reset_in interconnect_aresetn peripheral_aresetn}
+    proc_sys_reset     {slowest_sync_clk ext_reset_in interconnect_aresetn peripheral_aresetn peripheral_reset}
     xlconcat           {In0 In1 In2 dout}
 }
 
@@ -144,7 +144,6 @@ proc validate_bd_design {args} {
 proc save_bd_design {args} {}
 proc get_files {args} { return [lindex $args end] }
 proc make_wrapper {args} { return [file join $::stub_project_dir ${::stub_bd}_wrapper.v] }
-proc add_files {args} {}
 
 # ---- implementation: leave the files a real run leaves, so the script's tail runs too -----------
 proc launch_runs {args} {
@@ -162,6 +161,40 @@ proc report_utilization {args} {}
 proc report_timing_summary {args} {}
 proc get_timing_paths {args} { return path0 }
 proc write_hw_platform {args} {}
+
+# ---- IP packaging of the register-transfer design (IMPL=rtl, overlays/common/package_rtl_ip.tcl) ---------
+# Checked: every file added exists; the packaged top and the VLNV it yields are the ones the block design uses;
+# the stream interfaces inferred are named as the block design connects them (s_axis / m_axis).
+proc update_compile_order {args} {}
+proc close_project {args} {}
+proc add_files {args} {
+    foreach f [lindex $args end] {
+        if {[string match *_wrapper.v $f]} { continue }
+        if {![file isfile $f]} { error "add_files: $f does not exist" }
+        lappend ::stub_added_files $f
+    }
+}
+namespace eval ipx {}
+proc ipx::current_core {args} { return core0 }
+proc ipx::package_project {args} {
+    set root [lindex $args [expr {[lsearch $args -root_dir] + 1}]]
+    set v [lindex $args [expr {[lsearch $args -vendor] + 1}]]
+    set l [lindex $args [expr {[lsearch $args -library] + 1}]]
+    set ::stub_pkg_root $root
+    set ::stub_pkg_vl "$v:$l"
+}
+proc ipx::infer_bus_interfaces {args} {}
+proc ipx::infer_bus_interface {args} {}
+proc ipx::get_bus_interfaces {args} { return [lindex $args 0] }
+proc ipx::add_bus_parameter {args} { return param0 }
+proc ipx::associate_bus_interfaces {args} {}
+proc ipx::create_xgui_files {args} {}
+proc ipx::update_checksums {args} {}
+proc ipx::check_integrity {args} {}
+proc ipx::save_core {args} {
+    file mkdir $::stub_pkg_root
+    set f [open [file join $::stub_pkg_root component.xml] w]; puts $f "<stub/>"; close $f
+}
 
 # Anything else is a command this dry run does not know: fail instead of tclsh's exec fallback.
 proc unknown {args} { error "unknown command '[lindex $args 0]' (not a Tcl or known Vivado command)" }
