@@ -374,3 +374,20 @@ def test_add_puts_a_whole_design_run_beside_the_layers(tmp_path):
     assert ys["total"]["what"] == "whole design"
     assert sorted(p.name for p in (build / "rtl" / "yosys").glob("*.log")) == [
         "layer_a.log", "layer_b.log", "whole_af_top.log"]
+
+
+@needs_yosys
+def test_zero_dsp_build_maps_multipliers_to_luts(tmp_path):
+    """A zero-DSP build's multipliers (the MAC lanes of the first conv) are LUT logic under -nodsp; without
+    it yosys infers a DSP48 for the same 12x12 product."""
+    (tmp_path / "mul.v").write_text(
+        "module mul(input clk, input signed [11:0] a, input signed [11:0] b, output reg signed [23:0] p);\n"
+        "  always @(posedge clk) p <= a * b;\nendmodule\n")
+    run = {"name": "mul", "top": "mul", "files": ["mul.v"]}
+    (tmp_path / "l1").mkdir()
+    (tmp_path / "l2").mkdir()
+    with_dsp = synth.synth_one(shutil.which("yosys"), tmp_path, run, "xc7", tmp_path / "l1", 60)
+    no_dsp = synth.synth_one(shutil.which("yosys"), tmp_path, run, "xc7", tmp_path / "l2", 60, nodsp=True)
+    assert with_dsp["DSP"] >= 1 and no_dsp["DSP"] == 0 and no_dsp["LUT"] > with_dsp["LUT"]
+    assert "-nodsp" in (tmp_path / "l2" / f"{synth.log_name(run)}.log").read_text()
+    assert synth.synth_command("xc7", "TOP", True).endswith("-nodsp -top TOP")

@@ -29,6 +29,11 @@ def add_arguments(p):
     p.add_argument("--add", action="store_true",
                    help="add these runs to the existing BUILD/rtl/yosys (same-named entries replaced, the others "
                         "kept), e.g. `--add --layers fc --whole` after a --no-whole run")
+    dsp = p.add_mutually_exclusive_group()
+    dsp.add_argument("--dsp", dest="dsp", action="store_const", const=True, default=None,
+                     help="let yosys map multipliers to DSP48s (default: only when the build is not zero-DSP)")
+    dsp.add_argument("--no-dsp", dest="dsp", action="store_const", const=False,
+                     help="synth_xilinx -nodsp: every multiplier in LUTs (the default for a zero-DSP build)")
     p.add_argument("--force", action="store_true", help="replace BUILD/rtl/yosys and the report's yosys section")
 
 
@@ -50,7 +55,7 @@ def run(args) -> int:
             raise AdderFlowError(f"--layers {args.layers!r} names no layer")
     sec = synth.synth_build(build, board=args.board, layers=layers, whole=args.whole, jobs=args.jobs,
                             force=args.force, timeout_s=args.timeout, progress=synth.log, keep_going=args.keep_going,
-                            add=args.add)
+                            add=args.add, dsp=args.dsp)
     t = sec["total"]
     print(f"adderflow synth: {sec['tool']} on {sec['part']} ({t['what']}): LUT {t['LUT']}, FF {t['FF']}, "
           f"BRAM_18K {t['BRAM_18K']}, DSP {t['DSP']}, CARRY {t['CARRY']}; {len(sec['layers'])} layer(s) in "

@@ -160,7 +160,16 @@ def log_name(run: dict) -> str:
         c if c.isalnum() or c in "-_" else "_" for c in (run["top"] if run["name"] == WHOLE else run["name"]))
 
 
-def synth_one(yosys: str, rtl_dir, run: dict, family: str, log_dir, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+def synth_command(family: str, top: str, nodsp: bool = False) -> str:
+    """The synth_xilinx call of every run (and, with top TOP, the report's record of it). -nodsp for a
+    zero-DSP build: the HLS design realises its constant multiplications as shift-add, and the RTL's
+    remaining multipliers (first conv's MAC lanes, the classifier) must then be LUT logic too, as the
+    build promised, instead of the DSP48s yosys would otherwise infer."""
+    return f"synth_xilinx -family {family} -flatten -noiopad{' -nodsp' if nodsp else ''} -top {top}"
+
+
+def synth_one(yosys: str, rtl_dir, run: dict, family: str, log_dir, timeout_s: float = DEFAULT_TIMEOUT_S,
+              nodsp: bool = False) -> dict:
     """One yosys run: read the files, synth_xilinx -family F -top T, stat. Log in log_dir/<name>.log.
 
     -noiopad: a layer, and the whole design too, is an IP inside the block design, not a chip top, so no
@@ -172,7 +181,7 @@ def synth_one(yosys: str, rtl_dir, run: dict, family: str, log_dir, timeout_s: f
     base = log_name(run)
     log, stat, stat_txt = log_dir / f"{base}.log", log_dir / f"{base}.stat.json", log_dir / f".{base}.stat.txt"
     files = " ".join(run["files"])
-    script = (f"read_verilog -sv {files}; synth_xilinx -family {family} -flatten -noiopad -top {run['top']}; "
+    script = (f"read_verilog -sv {files}; {synth_command(family, run['top'], nodsp)}; "
               f"tee -q -o {stat_txt} stat; tee -q -o {stat} stat -json")
     # The log is the command, yosys's warnings and errors (-q) and the text stat: yosys's full log (-l) of
     # one ResNet-20 layer reaches a gigabyte (every optimisation step of every cell) and slows the run.
@@ -206,7 +215,8 @@ def _write_log(log: Path, yosys: str, script: str, cwd: Path, out, err, stat_txt
 
 
 def run_all(rtl_dir, runs: list[dict], log_dir, family: str, jobs: int = 2, yosys: str | None = None,
-            timeout_s: float = DEFAULT_TIMEOUT_S, progress=print, keep_going: bool = False) -> list[dict]:
+            timeout_s: float = DEFAULT_TIMEOUT_S, progress=print, keep_going: bool = False,
+            nodsp: bool = False) -> list[dict]:
     """Every run, `jobs` yosys processes at a time (the work is in the child processes, so a thread per
     slot waiting on its yosys is the pool), a progress line per finished run. Results in `runs` order.
     A failing run stops the rest (those not yet started) and raises its one-line error; with keep_going
@@ -218,7 +228,7 @@ def run_all(rtl_dir, runs: list[dict], log_dir, family: str, jobs: int = 2, yosy
     done, t0 = 0, time.perf_counter()
     results: dict[int, dict] = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futs = {pool.submit(synth_one, yosys, rtl_dir, r, family, log_dir, timeout_s): i for i, r in enumerate(runs)}
+        futs = {pool.submit(synth_one, yosys, rtl_dir, r, family, log_dir, timeout_s, nodsp): i for i, r in enumerate(runs)}
         try:
             for fut in _as_completed(futs):
                 try:
@@ -249,7 +259,7 @@ def _as_completed(futs):
     return as_completed(futs)
 
 
-def yosys_section(results: list[dict], board, version: str, jobs: int) -> dict:
+def yosys_section(results: list[dict], board, version: str, jobs: int, nodsp: bool = False) -> dict:
     """report.json["yosys"]: {"source", "tool", "part", "family", "total", "layers", ...}. `total` is the
     whole-design run when there is one (the sum of layers lacks the stream FIFOs, clones and AXI ends);
     `layers_sum` is the per-layer sum, always."""
@@ -261,7 +271,7 @@ def yosys_section(results: list[dict], board, version: str, jobs: int) -> dict:
     whole = next((r for r in results if r["name"] == WHOLE), None)
     lsum = {k: sum(L[k] for L in layers.values()) for k in RESOURCES}
     sec = {"source": SOURCE, "tool": version, "part": b.part, "board": b.name, "family": family_of(b),
-           "command": "synth_xilinx -family {} -flatten -noiopad -top TOP; stat -json".format(family_of(b)),
+           "command": f"{synth_command(family_of(b), 'TOP', nodsp)}; stat -json", "nodsp": bool(nodsp),
            "jobs": int(jobs), "total": ({k: whole[k] for k in keep} | {"what": "whole design"} if whole else
                                         {**lsum, "what": "sum of the synthesised layers (" + (
                                             "the whole-design run failed)" if WHOLE in failed else "no --whole run)")}),
@@ -276,7 +286,7 @@ def yosys_section(results: list[dict], board, version: str, jobs: int) -> dict:
 
 def synth_build(build, board=None, layers=None, whole: bool = True, jobs: int = 2, force: bool = False,
                 timeout_s: float = DEFAULT_TIMEOUT_S, progress=print, keep_going: bool = False,
-                add: bool = False) -> dict:
+                add: bool = False, dsp: bool | None = None) -> dict:
     """`adderflow synth BUILD --yosys`: runs into a temporary log folder, swapped in as BUILD/rtl/yosys
     when every run passed; report.json["yosys"] merged (report.md re-rendered). Returns the section.
     add: the runs join an existing BUILD/rtl/yosys (same-named entries replaced, the others kept), so a
@@ -288,6 +298,8 @@ def synth_build(build, board=None, layers=None, whole: bool = True, jobs: int = 
     if man.get("part") and man["part"] != b.part:
         raise AdderFlowError(f"{rtl_dir / MANIFEST}: generated for part {man['part']}, not {b.name} ({b.part})")
     runs = synth_runs(man, layers, whole)
+    # dsp None: as the build was made (a zero-DSP build may not use DSPs); True/False forces it
+    nodsp = bool(man.get("shift_add")) if dsp is None else not dsp
     if jobs < 1:
         raise AdderFlowError(f"--jobs must be >= 1, got {jobs}")
     final = rtl_dir / "yosys"
@@ -308,7 +320,7 @@ def synth_build(build, board=None, layers=None, whole: bool = True, jobs: int = 
     version = yosys_version(yosys)
     fam = family_of(b)
     if progress:
-        progress(f"[synth] {version}: synth_xilinx -family {fam} for {b.name} ({b.part}), {len(runs)} run(s), "
+        progress(f"[synth] {version}: {synth_command(fam, 'TOP', nodsp)} for {b.name} ({b.part}), {len(runs)} run(s), "
                  f"{jobs} at a time; logs in {final}")
     tmp = rtl_dir / f".yosys.adderflow-tmp-{os.getpid()}"
     if tmp.exists():
@@ -316,13 +328,13 @@ def synth_build(build, board=None, layers=None, whole: bool = True, jobs: int = 
     if old is not None:
         shutil.copytree(final, tmp)          # the kept runs' logs travel with the new ones
     try:
-        results = run_all(rtl_dir, runs, tmp, fam, jobs, yosys, timeout_s, progress, keep_going)
+        results = run_all(rtl_dir, runs, tmp, fam, jobs, yosys, timeout_s, progress, keep_going, nodsp)
         if all("error" in r for r in results):
             raise AdderFlowError(f"every yosys run failed, first: {results[0]['error']}")
         for r in results:   # logs are named for where they will live
             if "log" in r:
                 r["log"] = str(Path("yosys") / Path(r["log"]).name)
-        section = yosys_section(results, b, version, jobs)
+        section = yosys_section(results, b, version, jobs, nodsp)
         if old is not None:
             section = merge_sections(old, section)
         (tmp / "yosys.json").write_text(json.dumps(section, indent=1))
