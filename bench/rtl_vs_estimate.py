@@ -191,8 +191,9 @@ def cnn_twin_qnet(net):
     return twin.validate()
 
 
-def make_twin(b: dict, out: Path, jobs: int, layers=None, timeout_s: float = 3600) -> Path:
-    """TWIN build: qnet/, report.json (estimate of the twin, same reuse factors), rtl/, yosys."""
+def make_twin(b: dict, out: Path, jobs: int, layers=None, timeout_s: float = 3600, dsp: bool | None = None) -> Path:
+    """TWIN build: qnet/, report.json (estimate of the twin, same reuse factors), rtl/, yosys. dsp None:
+    synthesised as the adder build is (a zero-DSP build: products in LUTs, -nodsp); True: DSP48s allowed."""
     from flow.outputs import MARKER, staged_output
     from flow.report import build_report, render_files
     from flow.rtl import generate as gen
@@ -211,7 +212,7 @@ def make_twin(b: dict, out: Path, jobs: int, layers=None, timeout_s: float = 360
         (tmp / MARKER).write_text("")
     gen.generate(out, force=True)
     synth_build(out, layers=layers, whole=layers is None, jobs=jobs, force=True, progress=log, keep_going=True,
-                timeout_s=timeout_s)
+                timeout_s=timeout_s, dsp=dsp)
     return out
 
 
@@ -295,14 +296,17 @@ def markdown(builds, rows, raw_runs, cal_runs, scales_before, scales_after, fit_
                                            " The layers outside are listed as they are: no per-layer term was added "
                                            "to hide them."), ""]
     if twin_rows is not None:
-        out += _twin_table([r for r in rows if r["build"] == builds[0]["dir"].name], twin_rows)
+        lut_only = bool((builds[1]["report"].get("yosys") or {}).get("nodsp"))
+        out += _twin_table([r for r in rows if r["build"] == builds[0]["dir"].name], twin_rows,
+                           "; the twin's products in LUTs (synth_xilinx -nodsp), as the zero-DSP adder build" if lut_only
+                           else "")
     return "\n".join(out)
 
 
-def _twin_table(rows, twin_rows) -> list:
+def _twin_table(rows, twin_rows, how: str = "") -> list:
     """Adder layers (processes realising an adder2d) beside the same processes of the CNN twin."""
     twin = {r["name"]: r for r in twin_rows}
-    out = ["## Adder layers vs their CNN twin (yosys, same schedule and reuse factors)", "",
+    out = [f"## Adder layers vs their CNN twin (yosys, same schedule and reuse factors{how})", "",
            "| layer | LUT adder | DSP adder | LUT CNN | DSP CNN | LUT saving | DSP saved | CARRY adder | CARRY CNN |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     tot = dict.fromkeys(("la", "da", "lc", "dc"), 0)
@@ -329,6 +333,9 @@ def main(argv=None) -> int:
     ap.add_argument("build", type=Path)
     ap.add_argument("--twin", type=Path, help="CNN twin build (default BUILD_cnn_twin with --make-twin)")
     ap.add_argument("--make-twin", action="store_true", help="write, generate and synthesise the CNN twin first")
+    ap.add_argument("--twin-dsp", action="store_true",
+                    help="also a twin synthesised with DSP48 multipliers allowed (BUILD_cnn_twin_dsp): the CNN as "
+                         "an FPGA would usually build it, beside the LUT-only twin of a zero-DSP build")
     ap.add_argument("--twin-layers", help="with --make-twin: synthesise only these twin layers (comma-separated)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per yosys run of the twin")
     ap.add_argument("--recalibrate", action="store_true", help="fit the LUT terms and write lut_calibration.csv")
@@ -349,6 +356,10 @@ def main(argv=None) -> int:
         if args.make_twin:
             make_twin(b, twin_dir, args.jobs, args.twin_layers.split(",") if args.twin_layers else None,
                       args.timeout)
+        dsp_dir = args.build.with_name(args.build.name + "_cnn_twin_dsp")
+        if args.make_twin and args.twin_dsp:
+            make_twin(b, dsp_dir, args.jobs, args.twin_layers.split(",") if args.twin_layers else None,
+                      args.timeout, dsp=True)
         builds = [b] + ([load_build(twin_dir)] if (args.twin or args.make_twin) else [])
         family = FAMILY_OF_BOARD[get_board(b["report"]["board"]).family]
         from flow.report.calibration import lut_scales
@@ -368,6 +379,11 @@ def main(argv=None) -> int:
         cal = [estimator_for(x, calibrated=True)[1] for x in builds]
         twin_rows = [r for r in rows if r["build"] == builds[1]["dir"].name] if len(builds) > 1 else None
         md = markdown(builds, rows, raw, cal, before, after, fit_on, twin_rows, cmd, refitted=args.recalibrate)
+        if args.twin_dsp:
+            tb = load_build(dsp_dir)
+            trows = process_rows(tb, estimator_for(tb, calibrated=False)[1])
+            md += "\n" + "\n".join(_twin_table([r for r in rows if r["build"] == b["dir"].name], trows,
+                                                 "; the twin's products in DSP48s")) + "\n"
         if args.how:
             md = md.replace("\n\n## ", f"\n\n{args.how}\n\n## ", 1)
         md += f"\nBench wall time {time.perf_counter() - t0:.0f} s.\n"
