@@ -96,26 +96,20 @@ class _Quantizer(BaseQuantizer):
     __hash__ = object.__hash__
 
 
-@_register
-class ActQuantizer(_Quantizer):
-    """Unsigned b-bit activation on [0, alpha] (includes the ReLU); integer q = value / scale."""
+class _UnsignedGrid(_Quantizer):
+    """The unsigned b-bit grid on [0, alpha] (step alpha / (2^b - 1)) that an adder layer's activations and
+    its kernel share, so that |a - w| is an integer SAD on it."""
 
-    def __init__(self, bits: int = 4, alpha: float = 1.0):
+    def __init__(self, bits: int = 4, alpha: float = 1.0, what: str = "activation alpha"):
         super().__init__()
         self.bits = _check_bits(bits, 2, 16)
-        self.alpha = _check_positive(alpha, "activation alpha")
+        self.alpha = _check_positive(alpha, what)
         self.keep_negative = False
         self.levels = (1 << self.bits) - 1
 
     @property
     def scale(self) -> float:
         return self.alpha / self.levels
-
-    def __call__(self, x):
-        x = tf.convert_to_tensor(x)
-        s = _const(self.scale, x.dtype)
-        c = tf.clip_by_value(x, _const(0.0, x.dtype), _const(self.alpha, x.dtype))
-        return ste(c, tf.clip_by_value(round_half_up(c / s), 0.0, float(self.levels)) * s)
 
     def max(self):
         return self.alpha
@@ -125,6 +119,20 @@ class ActQuantizer(_Quantizer):
 
     def get_config(self):
         return {"bits": self.bits, "alpha": self.alpha}
+
+
+@_register
+class ActQuantizer(_UnsignedGrid):
+    """Unsigned b-bit activation on [0, alpha] (includes the ReLU); integer q = value / scale."""
+
+    def __init__(self, bits: int = 4, alpha: float = 1.0):
+        super().__init__(bits, alpha, "activation alpha")
+
+    def __call__(self, x):
+        x = tf.convert_to_tensor(x)
+        s = _const(self.scale, x.dtype)
+        c = tf.clip_by_value(x, _const(0.0, x.dtype), _const(self.alpha, x.dtype))
+        return ste(c, tf.clip_by_value(round_half_up(c / s), 0.0, float(self.levels)) * s)
 
 
 @_register
@@ -156,19 +164,18 @@ class SignedQuantizer(_Quantizer):
 
 
 @_register
-class AdderKernelQuantizer(_Quantizer):
-    """redistribution+ kernel grid of an adder layer reading an [0, alpha] activation of `bits` bits."""
+class AdderKernelQuantizer(_UnsignedGrid):
+    """redistribution+ kernel grid of an adder layer reading an [0, alpha] activation of `bits` bits: the
+    activation's own grid (so |a - w| is an integer SAD), rounded as quantize_adder rounds (np.round) and
+    with the gradient passed straight through everywhere (the clipped excess is exact: it is folded into
+    the requant bias at export, so weights outside [0, alpha] keep learning)."""
 
     def __init__(self, bits: int = 4, alpha: float = 1.0):
-        super().__init__()
-        self.bits = _check_bits(bits, 2, 16)
-        self.alpha = _check_positive(alpha, "adder kernel alpha")
-        self.keep_negative = False
-        self.levels = (1 << self.bits) - 1
+        super().__init__(bits, alpha, "adder kernel alpha")
 
     @property
     def step(self) -> float:
-        return self.alpha / self.levels
+        return self.scale
 
     def __call__(self, w):
         w = tf.convert_to_tensor(w)
@@ -187,14 +194,6 @@ class AdderKernelQuantizer(_Quantizer):
         w = np.asarray(w, np.float64)
         return (np.maximum(-w, 0) + np.maximum(w - self.alpha, 0)).reshape(-1, w.shape[-1]).sum(axis=0)
 
-    def max(self):
-        return self.alpha
-
-    def min(self):
-        return 0.0
-
-    def get_config(self):
-        return {"bits": self.bits, "alpha": self.alpha}
 
 
 @_register
