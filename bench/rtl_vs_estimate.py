@@ -211,6 +211,8 @@ def make_twin(b: dict, out: Path, jobs: int, layers=None, timeout_s: float = 360
         render_files(trep, tmp)
         (tmp / MARKER).write_text("")
     gen.generate(out, force=True)
+    if dsp is None:   # as the adder build: a zero-DSP build's twin has its products in LUTs too
+        dsp = not json.loads((b["dir"] / "rtl" / "manifest.json").read_text()).get("shift_add", False)
     synth_build(out, layers=layers, whole=layers is None, jobs=jobs, force=True, progress=log, keep_going=True,
                 timeout_s=timeout_s, dsp=dsp)
     return out
