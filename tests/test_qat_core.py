@@ -372,3 +372,43 @@ def test_resnet20_official_checkpoint_init_export_round_trip(resnet20_ckpt, cifa
     assert np.abs(np.round(fake / net.output_spec.scale) - gold).max() <= 1
     assert np.array_equal(fake.argmax(1), gold.argmax(1))
     assert np.mean(fake.argmax(1) == y) == golden_accuracy(net, x, y)
+
+
+def _grads_on_one_batch(model, x_uint8, y):
+    """{variable name: mean |dL/dv|} of one training call with BatchNorm on its moving statistics (the
+    default `train --qat` step: flow.qat.train's bn_stats='frozen')."""
+    from flow.qat.train import _bn_inference
+
+    restore = _bn_inference(model)
+    try:
+        with tf.GradientTape() as tape:
+            logits = model(tf.constant(x_uint8.astype(np.float32)), training=True)
+            loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
+        grads = tape.gradient(loss, model.trainable_weights)
+    finally:
+        restore()
+    return {v.name: float(np.abs(g.numpy()).mean()) for v, g in zip(model.trainable_weights, grads)}
+
+
+def test_resnet20_qnet_folder_init_trains_with_the_gradients_of_the_checkpoint_init(
+        resnet20_ckpt, cifar_train2k, tmp_path):
+    """The same PTQ solution, initialised from the checkpoint (latent kernels = the float ones) and from
+    its QNet folder (only integers): the same forward, and the gradients must be the same size too.
+
+    Grid-valued latent kernels put every weight the checkpoint has outside [0, alpha] on the edge of
+    the range, where the AdderNet X gradient HardTanh(w - x) is no longer the saturated +-1 of the
+    float network; measured on this batch, that made the X gradient ~1.5-2x larger per adder layer,
+    ~150x at the network input, and conv1's kernel gradient ~1500x that of the checkpoint init (the
+    'conv1 |g| 210 vs 1.3' of bench/results/qat_resnet20_notes.md)."""
+    from flow.quant import quantize
+
+    data = np.load(cifar_train2k)
+    calib, x, y = data["x"][:512], data["x"][1000:1016], data["y"][1000:1016]
+    net = quantize("resnet20", resnet20_ckpt, calib, bits=4)
+    net.save(tmp_path / "q")
+    from_qnet = init_model(str(tmp_path / "q"), 4, calib)
+    _assert_same_integers(net, export_qnet(from_qnet))            # still exactly the PTQ solution
+    ref = _grads_on_one_batch(init_model(resnet20_ckpt, 4, calib), x, y)
+    got = _grads_on_one_batch(from_qnet, x, y)
+    for name in ("conv1/kernel:0", "bn1/gamma:0", "layer1_0_bn1/beta:0", "layer2_0_bn2/gamma:0", "fc/kernel:0"):
+        assert 0.5 < got[name] / ref[name] < 2.0, f"{name}: |g| {got[name]:.3g} vs {ref[name]:.3g} from the checkpoint"

@@ -2,7 +2,8 @@
 a PTQ solution (the official checkpoint quantized with `adderflow quantize` defaults, or a QNet folder).
 
 Initialisation from a QNet reproduces it: latent weights = the checkpoint's float weights (from a .pth)
-or integer weights x their step (from a QNet folder), activation ranges = the QNet tensors' ranges, and
+or integer weights x their step (from a QNet folder; adder weights on the range's edges one HardTanh clip
+outside it, see `_latent_adder_kernel`), activation ranges = the QNet tensors' ranges, and
 each requant becomes the BatchNorm(s) in front of it realising the float affine a*y + b of the integer
 requant (a = mult / 2^shift x out_scale / lsb of the input, b = bias / 2^shift x out_scale less the
 range-clamp excess the float kernel already carries), with the moving statistics of its input measured
@@ -176,6 +177,28 @@ def _adder_kernel(wq: np.ndarray, step: float, alpha: float) -> np.ndarray:
     return np.where(k.astype(np.float64) > alpha, top, k).astype(np.float32)
 
 
+# The AdderNet X gradient is HardTanh(w - x) (flow.layers.adder): saturated, the exact +-1 of |x - w|, once
+# w lies this far outside the activation range [0, alpha].
+HARDTANH_CLIP = 1.0
+
+
+def _latent_adder_kernel(wq: np.ndarray, bits: int, alpha: float) -> np.ndarray:
+    """The latent float kernel of QNet adder integers (no float weights known): wq * step inside the range,
+    and the edge integers (0 and 2^b - 1) HARDTANH_CLIP below 0 / above alpha.
+
+    Why not the grid values there: most of a trained adder kernel lies outside [0, alpha] (the official
+    ResNet-20: mean |w| 4.7, alpha 1.3-3), where the float network's X gradient is the saturated +-1;
+    on the edge of the range it becomes -x or alpha - x instead. Measured on the official checkpoint at
+    W4, that made the X gradient 1.5-2x larger per adder layer than the float network's, ~150x at the
+    input, and the first conv's and the BatchNorms' gradients ~10^3x (so QAT from a QNet had to freeze
+    them). Outside by one clip, the gradients are those of the checkpoint init. The forward is unchanged:
+    the same integers, and the range-clamp excess this adds goes out of the BN's beta (the `excess` of
+    `_bn_weights`) and back into the requant bias on export."""
+    levels = (1 << int(bits)) - 1
+    k = _adder_kernel(wq, alpha / levels, alpha)
+    return np.where(wq <= 0, -HARDTANH_CLIP, np.where(wq >= levels, alpha + HARDTANH_CLIP, k)).astype(np.float32)
+
+
 def _bn_weights(mult_row, bias, shift, out_scale, lsb, coeff, stats=None, excess=0.0):
     """gamma, beta, moving mean, moving variance of a BN whose inference affine a*y + b realises
     mult/2^shift (and bias) on its input y = coeff * lsb * acc (coeff -1 after an adder, 1/(H*W) after
@@ -229,9 +252,8 @@ def resnet20_from_qnet(qnet: QNet, bits=None, calib_images_uint8=None, adder_gra
     float_kernels: {Keras layer name: float HWIO kernel} the QNet was quantized from (the checkpoint's).
     They become the latent weights, so training starts from the float network's weights, gradients
     included: an adder kernel outside [0, alpha] gets the same integers and its exact range-clamp
-    excess, which then stays out of beta. Measured on the official checkpoint, grid-valued latent
-    kernels (the only choice from a QNet folder) make the X gradients of the early layers ~100x those
-    of the float network, so a QNet-folder init needs a much smaller learning rate there."""
+    excess, which then stays out of beta. Without them (a QNet folder) the adder kernels come from the
+    integers (`_latent_adder_kernel`), which gives the same gradients as the checkpoint's."""
     float_kernels = dict(float_kernels or {})
     tf = _tf()
     if tuple(qnet.tensors[qnet.input].shape) != RESNET20_INPUT_SHAPE:
@@ -290,7 +312,7 @@ def resnet20_from_qnet(qnet: QNet, bits=None, calib_images_uint8=None, adder_gra
             if not np.array_equal(kl.kernel_quantizer.integers(k), o.arrays["weight"]) and kl.kernel_quantizer.bits == spec.bits:
                 raise AdderFlowError(f"{where}: float kernel of {layer} does not give the QNet's integers")
         else:
-            k = _adder_kernel(o.arrays["weight"], alpha / ((1 << spec.bits) - 1), alpha)
+            k = _latent_adder_kernel(o.arrays["weight"], spec.bits, alpha)
         kl.set_weights([k])
         excess[layer] = kl.kernel_quantizer.excess(k)
         steps[layer] = kl.kernel_quantizer.step
