@@ -47,16 +47,15 @@ def parse_steps(text: str) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bits", default="4,3,2")
-    ap.add_argument("--steps", default="4:240,3:320,2:480", help="training steps (batch --batch-size) per width")
-    ap.add_argument("--epochs", type=int, default=4, help="epochs per width (a checkpoint and a validation each)")
+    ap.add_argument("--steps", default="4:240,3:240,2:240", help="training steps (batch --batch-size) per width")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per width (a checkpoint and a validation each)")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-4,
-                    help="peak of the cosine schedule (the QAT model's adder kernels are in activation units, "
-                         "~10x smaller than the float ones: 1e-3 with momentum already drifts away)")
-    ap.add_argument("--freeze", default="conv1,fc,*bn*,*downsample_1",
-                    help="layers kept at their PTQ values ('' trains all; their gradients are inflated, see README)")
+    ap.add_argument("--lr", type=float, default=1e-3,
+                    help="peak of the cosine schedule (1e-3: every layer trained, BN on batch statistics; 3e-3 "
+                         "with frozen BN statistics collapsed W2A2, bench/results/qat_resnet20.md)")
+    ap.add_argument("--freeze", default="", help="layers kept at their PTQ values ('' trains all)")
     ap.add_argument("--adder-gradient", default="addernet", choices=("addernet", "sign"))
-    ap.add_argument("--extra", default="", help="more `adderflow train --qat` options, space separated")
+    ap.add_argument("--extra", default="--bn-stats batch", help="more `adderflow train --qat` options, space separated")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "qat_resnet20")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where qat_resnet20.md and qat/ go")
     ap.add_argument("--notes", help="a markdown file of findings appended to the table")
@@ -128,11 +127,12 @@ def write_table(rows, args, wall) -> None:
         "# QAT of ResNet-20 AdderNet: W4A4, W3A3, W2A2 (issue 13)",
         "",
         f"Command: `.venv/bin/python bench/qat_resnet20.py --bits {args.bits} --steps {args.steps} --epochs "
-        f"{args.epochs} --lr {args.lr} --freeze '{args.freeze}' --adder-gradient {args.adder_gradient}`"
-        f"{' --extra ' + repr(args.extra) if args.extra else ''}; each width runs "
+        f"{args.epochs} --lr {args.lr} --freeze '{args.freeze}' --adder-gradient {args.adder_gradient}"
+        f"{' --extra ' + repr(args.extra) if args.extra else ''}`; each width runs "
         "`adderflow train --qat --init ResNet20-AdderNet.pth --bits B --data cifar10_train50k_jpeg.npz "
         f"--calib cifar10_train2k.npz --epochs {args.epochs} --steps-per-epoch N --batch-size {args.batch_size} "
-        f"--lr {args.lr} --freeze '{args.freeze}' --adder-gradient {args.adder_gradient}`.",
+        f"--lr {args.lr} --freeze '{args.freeze}' --adder-gradient {args.adder_gradient}"
+        f"{' ' + args.extra if args.extra else ''}`.",
         "",
         f"- **Budget:** {args.budget}: {args.steps} steps of batch {args.batch_size} per width; the training "
         f"runs took {sum(r['summary']['seconds'] for r in rows) / 60:.1f} min (epochs and validations, without "
